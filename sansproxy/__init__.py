@@ -1,0 +1,69 @@
+"""sansproxy: a reverse proxy built around a pure, sans-IO core.
+
+The core takes events (bytes received, connections opened or closed, time passing) and returns
+commands (bytes to write, connections to open or close). It never performs I/O itself, so one
+core can be driven by any event loop, or by a test with a fake clock.
+"""
+
+from sansproxy.commands import (
+    AccessLog,
+    AccessRecord,
+    Close,
+    Command,
+    Log,
+    OpenUpstream,
+    PauseReading,
+    ResumeReading,
+    Send,
+    ShutdownComplete,
+    UpstreamTls,
+)
+from sansproxy.config import ProxyConfig, parse_config, quick_config
+from sansproxy.errors import ConfigError, SansproxyError, UsageError
+from sansproxy.events import (
+    ConnectionAccepted,
+    ConnectionLost,
+    ConnId,
+    DataReceived,
+    EofReceived,
+    Event,
+    ShutdownRequested,
+    TlsInfo,
+    UpstreamConnected,
+    UpstreamFailed,
+    Written,
+)
+from sansproxy.proxy import Proxy, ProxyStatistics
+
+__all__ = [
+    "AccessLog",
+    "AccessRecord",
+    "Close",
+    "Command",
+    "ConfigError",
+    "ConnId",
+    "ConnectionAccepted",
+    "ConnectionLost",
+    "DataReceived",
+    "EofReceived",
+    "Event",
+    "Log",
+    "OpenUpstream",
+    "PauseReading",
+    "Proxy",
+    "ProxyConfig",
+    "ProxyStatistics",
+    "ResumeReading",
+    "SansproxyError",
+    "Send",
+    "ShutdownComplete",
+    "ShutdownRequested",
+    "TlsInfo",
+    "UpstreamConnected",
+    "UpstreamFailed",
+    "UpstreamTls",
+    "UsageError",
+    "Written",
+    "parse_config",
+    "quick_config",
+]

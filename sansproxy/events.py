@@ -1,0 +1,125 @@
+"""Events: everything the core learns from the world.
+
+An adapter turns what happens on its sockets into these facts and passes
+each one to :meth:`sansproxy.Proxy.handle` with the current monotonic time.
+Events are facts in the past tense; they are frozen so that a recorded run
+can be replayed exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NewType
+
+__all__ = [
+    "ConnId",
+    "ConnectionAccepted",
+    "ConnectionLost",
+    "DataReceived",
+    "EofReceived",
+    "Event",
+    "ShutdownRequested",
+    "TlsInfo",
+    "UpstreamConnected",
+    "UpstreamFailed",
+    "Written",
+]
+
+ConnId = NewType("ConnId", int)
+"""Names one connection, client or upstream, for the life of a :class:`Proxy`."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsInfo:
+    """What the adapter learned from a finished TLS handshake."""
+
+    server_name: str | None = None
+    alpn: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionAccepted:
+    """A client connected to listener number ``listener`` (an index into the config)."""
+
+    conn: ConnId
+    listener: int
+    peer: tuple[str, int]
+    local: tuple[str, int]
+    tls: TlsInfo | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataReceived:
+    """Bytes arrived on a connection (never empty)."""
+
+    conn: ConnId
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EofReceived:
+    """The peer closed its sending side cleanly."""
+
+    conn: ConnId
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionLost:
+    """The connection broke (reset, write error) or the adapter closed it.
+
+    After this event the connection is gone: the core sends nothing more to it.
+    """
+
+    conn: ConnId
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpstreamConnected:
+    """An :class:`~sansproxy.commands.OpenUpstream` succeeded (TLS included)."""
+
+    conn: ConnId
+    tls: TlsInfo | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpstreamFailed:
+    """An :class:`~sansproxy.commands.OpenUpstream` failed; the connection is gone."""
+
+    conn: ConnId
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Written:
+    """``nbytes`` of the bytes sent to ``conn`` reached the operating system.
+
+    The core counts unwritten bytes per connection from :class:`Send` minus
+    these, which is how it knows when to pause and resume reading.
+    """
+
+    conn: ConnId
+    nbytes: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShutdownRequested:
+    """Stop taking new requests, let in-flight ones finish, then close everything.
+
+    ``drain_timeout`` overrides the configured drain time.
+    """
+
+    drain_timeout: float | None = None
+
+
+Event = (
+    ConnectionAccepted
+    | DataReceived
+    | EofReceived
+    | ConnectionLost
+    | UpstreamConnected
+    | UpstreamFailed
+    | Written
+    | ShutdownRequested
+)

@@ -1,0 +1,1082 @@
+"""The Proxy: one pure, deterministic object that makes every decision.
+
+Theory of operation
+-------------------
+An adapter feeds :class:`~sansproxy.events.Event` values to :meth:`Proxy.handle`
+with the current monotonic time and carries out the returned
+:class:`~sansproxy.commands.Command` list in order. Nothing else crosses the
+boundary: no callbacks, no shared mutable state.
+
+Rules the code below keeps:
+
+1. A client connection carries one exchange at a time; pipelined requests
+   wait in the codec's buffer and are answered in order (RFC 9112 §9.3.2).
+2. Every message is re-serialised from parsed events; hop-by-hop headers are
+   rebuilt by :mod:`sansproxy.headers` and framing is chosen by the proxy.
+3. An upstream connection returns to the pool only after a cycle in which
+   both messages ended cleanly with keep-alive on both sides.
+4. A request is sent again only when that cannot duplicate a side effect:
+   after a failed connect (nothing was sent), or when a reused connection
+   closed before any response byte and the method is idempotent or no byte of
+   the request reached the operating system (RFC 9110 §9.2.2).
+5. Backpressure: when one side's unwritten bytes pass the high-water mark the
+   other side stops being read, until they fall below the low-water mark.
+6. A peer's mistake becomes an HTTP error or a close, never an exception.
+   Once the response has started, an upstream failure aborts the client
+   connection so a truncated body is never presented as complete.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, assert_never
+
+from sansproxy._codec import (
+    Body,
+    CodecError,
+    EndOfMessage,
+    Headers,
+    InformationalHead,
+    PeerClosed,
+    RequestHead,
+    ResponseHead,
+)
+from sansproxy._state import (
+    ClientConn,
+    ClientState,
+    Exchange,
+    UpstreamConn,
+    UpstreamState,
+)
+from sansproxy._timers import TimerKind, TimerTable
+from sansproxy.balancing import RoundRobin
+from sansproxy.commands import (
+    AccessLog,
+    AccessRecord,
+    Close,
+    Command,
+    Log,
+    LogLevel,
+    OpenUpstream,
+    PauseReading,
+    ResumeReading,
+    Send,
+    ShutdownComplete,
+    UpstreamTls,
+)
+from sansproxy.errors import UsageError
+from sansproxy.events import (
+    ConnectionAccepted,
+    ConnectionLost,
+    ConnId,
+    DataReceived,
+    EofReceived,
+    Event,
+    ShutdownRequested,
+    UpstreamConnected,
+    UpstreamFailed,
+    Written,
+)
+from sansproxy.headers import HeaderRules, is_upgrade
+
+if TYPE_CHECKING:
+    from random import Random
+
+    from sansproxy.config import ProxyConfig, Server, Upstream
+
+__all__ = ["Proxy", "ProxyStatistics"]
+
+IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+
+_REASONS = {
+    400: b"Bad Request",
+    405: b"Method Not Allowed",
+    408: b"Request Timeout",
+    413: b"Content Too Large",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+    499: b"Client Closed Request",
+    501: b"Not Implemented",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+    504: b"Gateway Timeout",
+}
+
+_DRAIN_OWNER = ConnId(0)
+"""Timer owner of the shutdown drain deadline (connection ids start at 1)."""
+
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 24\r\nconnection: close\r\n\r\n503 Service Unavailable\n"
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProxyStatistics:
+    """Sizes of the core's tables; all zero once every connection is closed."""
+
+    client_connections: int
+    upstream_connections: int
+    idle_upstream_connections: int
+    exchanges: int
+    timers: int
+
+
+class Proxy:
+    """A reverse proxy's whole decision-making, with no I/O.
+
+    Args:
+        config: the validated configuration.
+        rng: the source of every random choice; seed it to replay a run.
+    """
+
+    def __init__(self, config: ProxyConfig, *, rng: Random) -> None:
+        self._config = config
+        self._rng = rng
+        self._limits = config.limits
+        self._timeouts = config.timeouts
+        self._rules = HeaderRules(config.headers)
+        self._balancers = {name: RoundRobin(up) for name, up in config.upstreams.items()}
+        self._clients: dict[ConnId, ClientConn] = {}
+        self._upstreams: dict[ConnId, UpstreamConn] = {}
+        self._idle: dict[Server, list[UpstreamConn]] = {}
+        self._timers: TimerTable[ConnId] = TimerTable()
+        self._next_id = 1
+        self._now = float("-inf")
+        self._out: list[Command] = []
+        self._busy = False
+        self._shutting_down = False
+        self._shutdown_reported = False
+        self._exchanges = 0
+
+    # -- public API ---------------------------------------------------------
+
+    def allocate_id(self) -> ConnId:
+        """A fresh id for a connection the adapter has just accepted."""
+        conn = ConnId(self._next_id)
+        self._next_id += 1
+        return conn
+
+    def handle(self, event: Event, now: float) -> list[Command]:
+        """Take in one event and return every command it causes, in order.
+
+        Raises:
+            UsageError: the adapter broke the contract (unknown connection,
+                data after EOF, time going backwards, a re-entrant call).
+                Anything else is a bug in sansproxy.
+        """
+        self._enter(now)
+        try:
+            self._dispatch(event)
+            self._check_shutdown_complete()
+            return self._out
+        finally:
+            self._busy = False
+
+    def handle_timeout(self, now: float) -> list[Command]:
+        """Fire every timer due at ``now``; call it at (or after) :meth:`next_deadline`.
+
+        Raises:
+            UsageError: time went backwards or the call is re-entrant.
+        """
+        self._enter(now)
+        try:
+            for owner, kind in self._timers.expired(now):
+                self._on_timer(owner, kind)
+            self._check_shutdown_complete()
+            return self._out
+        finally:
+            self._busy = False
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`handle_timeout` next wants to be called, or None."""
+        return self._timers.next_deadline()
+
+    def statistics(self) -> ProxyStatistics:
+        """How many connections, exchanges and timers the core holds right now."""
+        return ProxyStatistics(
+            client_connections=len(self._clients),
+            upstream_connections=len(self._upstreams),
+            idle_upstream_connections=sum(len(v) for v in self._idle.values()),
+            exchanges=self._exchanges,
+            timers=len(self._timers),
+        )
+
+    # -- dispatch -------------------------------------------------------------
+
+    def _enter(self, now: float) -> None:
+        if self._busy:
+            raise UsageError("re-entrant call into Proxy")
+        if now < self._now:
+            raise UsageError(f"time went backwards: {now} < {self._now}")
+        self._busy = True
+        self._now = now
+        self._out = []
+
+    def _dispatch(self, event: Event) -> None:
+        match event:
+            case DataReceived():
+                self._on_data(event)
+            case Written():
+                self._on_written(event.conn, event.nbytes)
+            case ConnectionAccepted():
+                self._on_accept(event)
+            case EofReceived():
+                self._on_eof(event.conn)
+            case ConnectionLost():
+                self._on_lost(event.conn)
+            case UpstreamConnected():
+                self._on_upstream_connected(self._upstream(event.conn))
+            case UpstreamFailed():
+                self._on_upstream_failed(self._upstream(event.conn), event.reason)
+            case ShutdownRequested():
+                self._on_shutdown(event.drain_timeout)
+            case _:
+                assert_never(event)
+
+    def _client(self, conn: ConnId) -> ClientConn:
+        client = self._clients.get(conn)
+        if client is None:
+            raise UsageError(f"unknown client connection {conn}")
+        return client
+
+    def _upstream(self, conn: ConnId) -> UpstreamConn:
+        upstream = self._upstreams.get(conn)
+        if upstream is None:
+            raise UsageError(f"unknown upstream connection {conn}")
+        return upstream
+
+    def _known(self, conn: ConnId) -> bool:
+        return conn in self._clients or conn in self._upstreams or conn < self._next_id
+
+    def _log(self, level: LogLevel, message: str, conn: ConnId | None = None) -> None:
+        self._out.append(Log(level=level, message=message, conn=conn))
+
+    # -- connection events ----------------------------------------------------
+
+    def _on_accept(self, event: ConnectionAccepted) -> None:
+        conn = event.conn
+        if conn in self._clients or conn in self._upstreams or conn <= 0 or conn >= self._next_id:
+            raise UsageError(f"connection id {conn} was not allocated or is in use")
+        if not 0 <= event.listener < len(self._config.listeners):
+            raise UsageError(f"no listener number {event.listener}")
+        if self._shutting_down or len(self._clients) >= self._limits.max_client_connections:
+            if not self._shutting_down:
+                self._log("warning", "client connection limit reached", conn)
+            self._out.append(Send(conn=conn, data=_BUSY))
+            self._out.append(Close(conn=conn))
+            return
+        client = ClientConn(
+            conn,
+            listener=self._config.listeners[event.listener],
+            peer=event.peer,
+            tls=event.tls,
+            max_header_bytes=self._limits.max_header_bytes,
+        )
+        self._clients[conn] = client
+        self._timers.set(conn, TimerKind.CLIENT_HEADER, self._now + self._timeouts.client_header)
+
+    def _on_data(self, event: DataReceived) -> None:
+        conn = event.conn
+        client = self._clients.get(conn)
+        if client is not None:
+            if client.eof:
+                raise UsageError(f"data after EOF on connection {conn}")
+            self._client_data(client, event.data)
+            return
+        upstream = self._upstreams.get(conn)
+        if upstream is not None:
+            self._upstream_data(upstream, event.data)
+            return
+        if not self._known(conn):
+            raise UsageError(f"unknown connection {conn}")
+
+    def _on_eof(self, conn: ConnId) -> None:
+        client = self._clients.get(conn)
+        if client is not None:
+            if client.eof:
+                raise UsageError(f"EOF reported twice on connection {conn}")
+            client.eof = True
+            if client.state is ClientState.TUNNEL:
+                self._end_tunnel(client)
+                return
+            client.codec.receive(b"")
+            self._pump_client(client)
+            return
+        upstream = self._upstreams.get(conn)
+        if upstream is not None:
+            if upstream.state is UpstreamState.TUNNEL:
+                assert upstream.exchange is not None
+                self._end_tunnel(upstream.exchange.client)
+                return
+            upstream.codec.receive(b"")
+            self._pump_upstream(upstream)
+            return
+        if not self._known(conn):
+            raise UsageError(f"unknown connection {conn}")
+
+    def _on_lost(self, conn: ConnId) -> None:
+        client = self._clients.pop(conn, None)
+        if client is not None:
+            self._timers.cancel(conn)
+            exchange = client.exchange
+            if exchange is not None:
+                if exchange.upstream is not None:
+                    self._drop_upstream(exchange.upstream, abort=True)
+                if exchange.status == 0:
+                    exchange.status = 499
+                self._end_exchange(exchange)
+            return
+        upstream = self._upstreams.get(conn)
+        if upstream is not None:
+            if upstream.state is UpstreamState.TUNNEL:
+                assert upstream.exchange is not None
+                self._forget_upstream(upstream)
+                self._end_tunnel(upstream.exchange.client)
+                return
+            self._upstream_broke(upstream, "connection lost", lost=True)
+            return
+        if not self._known(conn):
+            raise UsageError(f"unknown connection {conn}")
+
+    def _on_written(self, conn: ConnId, nbytes: int) -> None:
+        side: ClientConn | UpstreamConn | None = self._clients.get(conn)
+        if side is None:
+            side = self._upstreams.get(conn)
+        if side is None:
+            if not self._known(conn):
+                raise UsageError(f"unknown connection {conn}")
+            return
+        if nbytes < 0 or nbytes > side.unwritten:
+            raise UsageError(f"Written({nbytes}) exceeds the {side.unwritten} bytes sent to {conn}")
+        side.unwritten -= nbytes
+        side.written_total += nbytes
+        self._touch_idle_timer(side)
+        peer = self._peer(side)
+        if peer is not None:
+            self._touch_idle_timer(peer)
+            if peer.hold_peer and side.unwritten <= self._limits.buffer_low_water:
+                peer.hold_peer = False
+                self._sync_reading(peer)
+
+    # -- flow control ------------------------------------------------------
+
+    def _peer(self, side: ClientConn | UpstreamConn) -> ClientConn | UpstreamConn | None:
+        exchange = side.exchange
+        if exchange is None:
+            return None
+        if isinstance(side, ClientConn):
+            return exchange.upstream
+        return exchange.client
+
+    def _send(self, side: ClientConn | UpstreamConn, data: bytes) -> None:
+        if not data:
+            return
+        side.unwritten += len(data)
+        if isinstance(side, UpstreamConn) and side.state is UpstreamState.CONNECTING:
+            side.pending.append(data)
+        else:
+            out = self._out
+            last = out[-1] if out else None
+            if type(last) is Send and last.conn == side.conn:
+                # One write per turn and connection: fewer syscalls and wake-ups.
+                out[-1] = Send(conn=side.conn, data=last.data + data)
+            else:
+                out.append(Send(conn=side.conn, data=data))
+        if side.unwritten > self._limits.buffer_high_water:
+            peer = self._peer(side)
+            if peer is not None and not peer.hold_peer:
+                peer.hold_peer = True
+                self._sync_reading(peer)
+
+    def _sync_reading(self, side: ClientConn | UpstreamConn) -> None:
+        want_paused = side.hold_peer or (isinstance(side, ClientConn) and side.hold_pipeline)
+        if want_paused == side.reading_paused:
+            return
+        side.reading_paused = want_paused
+        if want_paused:
+            self._out.append(PauseReading(conn=side.conn))
+        else:
+            self._out.append(ResumeReading(conn=side.conn))
+
+    def _touch_idle_timer(self, side: ClientConn | UpstreamConn) -> None:
+        """Progress in either direction keeps a streaming exchange's idle timer alive."""
+        kind = self._timers.kind(side.conn)
+        if kind is TimerKind.CLIENT_BODY:
+            self._timers.set(side.conn, kind, self._now + self._timeouts.client_body)
+        elif kind is TimerKind.UPSTREAM_BODY:
+            self._timers.set(side.conn, kind, self._now + self._timeouts.upstream_body)
+        elif kind is TimerKind.TUNNEL_IDLE:
+            self._timers.set(side.conn, kind, self._now + self._timeouts.tunnel_idle)
+
+    # -- client side -------------------------------------------------------
+
+    def _client_data(self, client: ClientConn, data: bytes) -> None:
+        if client.state is ClientState.TUNNEL:
+            exchange = client.exchange
+            assert exchange is not None
+            assert exchange.upstream is not None
+            self._touch_idle_timer(client)
+            self._send(exchange.upstream, data)
+            return
+        if client.state is ClientState.WAITING and (
+            self._timers.kind(client.conn) is TimerKind.CLIENT_KEEPALIVE
+        ):
+            self._timers.set(
+                client.conn, TimerKind.CLIENT_HEADER, self._now + self._timeouts.client_header
+            )
+        exchange = client.exchange
+        if exchange is not None and exchange.request_complete:
+            client.pipelined_bytes += len(data)
+            if client.pipelined_bytes > self._limits.buffer_high_water and not client.hold_pipeline:
+                client.hold_pipeline = True
+                self._sync_reading(client)
+        client.codec.receive(data)
+        self._pump_client(client)
+
+    def _pump_client(self, client: ClientConn) -> None:
+        codec = client.codec
+        while client.conn in self._clients and client.state is not ClientState.TUNNEL:
+            event = codec.next_event()
+            if event is None:
+                return
+            if type(event) is Body:
+                self._request_body(client, event.data)
+            elif type(event) is RequestHead:
+                self._request_head(client, event)
+            elif type(event) is EndOfMessage:
+                self._request_end(client, event.trailers)
+            elif type(event) is PeerClosed:
+                self._client_closed(client)
+                return
+            elif type(event) is CodecError:
+                self._client_protocol_error(client, event)
+                return
+            else:  # pragma: no cover - a server codec yields no response heads
+                raise AssertionError(f"unexpected request event {event!r}")
+
+    def _client_closed(self, client: ClientConn) -> None:
+        """The client closed between requests: nothing is lost."""
+        self._close_client(client)
+
+    def _client_protocol_error(self, client: ClientConn, error: CodecError) -> None:
+        if client.eof:
+            # The client went away mid-message: nobody is left to read an answer.
+            self._close_client(client)
+            return
+        self._log("info", f"bad request from client: {error.reason}", client.conn)
+        self._fail(client, error.status_hint)
+
+    def _request_head(self, client: ClientConn, head: RequestHead) -> None:
+        self._timers.cancel(client.conn)
+        group = self._config.upstreams[client.listener.upstream]
+        exchange = Exchange(
+            client,
+            method=head.method,
+            target=head.target,
+            client_version=head.http_version,
+            upstream_group=group,
+            started_at=self._now,
+        )
+        client.exchange = exchange
+        client.state = ClientState.ACTIVE
+        self._exchanges += 1
+        status = self._validate_request(head, exchange)
+        if status:
+            self._fail(client, status)
+            return
+        exchange.upgrade = is_upgrade(head.headers)
+        host_override = group.host_header.encode() if group.host_header is not None else None
+        headers = self._rules.upstream_request(
+            head.headers,
+            client_ip=client.peer[0],
+            proto="https" if client.listener.tls else "http",
+            http_version=head.http_version,
+            host_override=host_override,
+            upgrade=exchange.upgrade,
+        )
+        if not any(name == b"host" for name, _ in headers):
+            # An HTTP/1.0 client may omit Host; HTTP/1.1 backends require one.
+            headers.append((b"host", self._first_server_authority(group)))
+        if exchange.chunked_request:
+            headers.append((b"transfer-encoding", b"chunked"))
+        exchange.upstream_head = (head.method, self._origin_form(head.target), headers)
+        if client.codec.waiting_for_100_continue:
+            self._send(client, client.codec.send_informational(100, [], b"Continue"))
+        if exchange.has_body:
+            self._timers.set(
+                client.conn, TimerKind.CLIENT_BODY, self._now + self._timeouts.client_body
+            )
+        self._connect_exchange(exchange)
+
+    def _validate_request(self, head: RequestHead, exchange: Exchange) -> int:
+        """The error status a request head earns, or 0 when it may be forwarded."""
+        limits = self._limits
+        if len(head.target) > limits.max_uri_bytes:
+            return 414
+        if len(head.headers) > limits.max_header_count:
+            return 431
+        # h11 bounds only a head that arrives in pieces; one read can hold a whole
+        # oversized head, so measure the parsed one too.
+        size = len(head.method) + len(head.target) + 12
+        for name, value in head.headers:
+            size += len(name) + len(value) + 4
+        if size > limits.max_header_bytes:
+            return 431
+        if head.method == b"CONNECT":
+            return 405
+        content_length: bytes | None = None
+        chunked = False
+        for name, value in head.headers:
+            if name == b"content-length":
+                content_length = value
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"host":
+                exchange.host = value
+            elif name == b"user-agent":
+                exchange.user_agent = value
+            elif name == b"referer":
+                exchange.referer = value
+        if content_length is not None and chunked:
+            # RFC 9112 §6.3 item 3: ambiguous framing is a smuggling vector; refuse it.
+            return 400
+        exchange.chunked_request = chunked
+        exchange.has_body = chunked or (content_length is not None and content_length != b"0")
+        if (
+            content_length is not None
+            and limits.max_body_bytes
+            and int(content_length) > limits.max_body_bytes
+        ):
+            return 413
+        if not (head.target.startswith(b"/") or head.target == b"*" or b"://" in head.target):
+            return 400
+        return 0
+
+    @staticmethod
+    def _origin_form(target: bytes) -> bytes:
+        """Turn an absolute-form target into origin-form (RFC 9112 §3.2.2)."""
+        if target.startswith(b"/") or target == b"*":
+            return target
+        rest = target.split(b"://", 1)[1]
+        slash = rest.find(b"/")
+        query = rest.find(b"?")
+        if slash == -1 or (query != -1 and query < slash):
+            return b"/" + rest[query:] if query != -1 else b"/"
+        return rest[slash:]
+
+    @staticmethod
+    def _first_server_authority(group: Upstream) -> bytes:
+        server = group.servers[0]
+        host = f"[{server.host}]" if ":" in server.host else server.host
+        return f"{host}:{server.port}".encode()
+
+    def _request_body(self, client: ClientConn, data: bytes) -> None:
+        exchange = client.exchange
+        assert exchange is not None
+        exchange.request_bytes += len(data)
+        limit = self._limits.max_body_bytes
+        if limit and exchange.request_bytes > limit:
+            if exchange.upstream is not None:
+                self._drop_upstream(exchange.upstream, abort=True)
+            self._fail(client, 413)
+            return
+        self._touch_idle_timer(client)
+        replay = exchange.replay
+        if replay is not None:
+            if exchange.request_bytes <= self._limits.retry_buffer_bytes:
+                replay.append(data)
+            else:
+                exchange.replay = None
+        upstream = exchange.upstream
+        if upstream is not None:
+            self._send(upstream, upstream.codec.send_body(data))
+
+    def _request_end(self, client: ClientConn, trailers: Headers) -> None:
+        exchange = client.exchange
+        assert exchange is not None
+        exchange.request_complete = True
+        exchange.request_trailers = trailers
+        if self._timers.kind(client.conn) is TimerKind.CLIENT_BODY:
+            self._timers.cancel(client.conn)
+        upstream = exchange.upstream
+        if upstream is not None:
+            self._send(upstream, upstream.codec.send_end(trailers))
+            if upstream.state is UpstreamState.ACTIVE and not exchange.response_started:
+                self._arm_response_timer(upstream)
+
+    # -- upstream selection and connection -----------------------------------
+
+    def _connect_exchange(self, exchange: Exchange) -> None:
+        """Give the exchange an upstream connection: a pooled one or a new one."""
+        server = self._balancers[exchange.upstream_group.name].pick(frozenset(exchange.tried))
+        if server is None:
+            self._fail(exchange.client, 502 if exchange.tried else 503)
+            return
+        exchange.tried.add(server)
+        idle = self._idle.get(server)
+        while idle:
+            upstream = idle.pop()
+            self._timers.cancel(upstream.conn)
+            upstream.state = UpstreamState.ACTIVE
+            self._attach(exchange, upstream)
+            return
+        self._open_upstream(exchange, server)
+
+    def _open_upstream(self, exchange: Exchange, server: Server) -> None:
+        upstream = UpstreamConn(self.allocate_id(), server)
+        self._upstreams[upstream.conn] = upstream
+        group = exchange.upstream_group
+        tls = None
+        if server.tls:
+            tls = UpstreamTls(
+                server_name=group.server_name or server.host,
+                verify=group.tls_verify,
+                ca_file=group.ca_file,
+            )
+        self._out.append(
+            OpenUpstream(conn=upstream.conn, host=server.host, port=server.port, tls=tls)
+        )
+        self._timers.set(
+            upstream.conn, TimerKind.UPSTREAM_CONNECT, self._now + self._timeouts.upstream_connect
+        )
+        self._attach(exchange, upstream)
+
+    def _attach(self, exchange: Exchange, upstream: UpstreamConn) -> None:
+        """Write the request (as much as has arrived) to the upstream connection."""
+        exchange.upstream = upstream
+        upstream.exchange = exchange
+        upstream.written_total = 0
+        assert exchange.upstream_head is not None
+        method, target, headers = exchange.upstream_head
+        codec = upstream.codec
+        self._send(upstream, codec.send_request(method, target, headers))
+        for piece in exchange.replay or ():
+            self._send(upstream, codec.send_body(piece))
+        if exchange.request_complete:
+            self._send(upstream, codec.send_end(exchange.request_trailers))
+        exchange.sent_at = self._now
+        if upstream.state is UpstreamState.ACTIVE and exchange.request_complete:
+            self._arm_response_timer(upstream)
+
+    def _arm_response_timer(self, upstream: UpstreamConn) -> None:
+        self._timers.set(
+            upstream.conn, TimerKind.UPSTREAM_HEADER, self._now + self._timeouts.upstream_header
+        )
+
+    def _on_upstream_connected(self, upstream: UpstreamConn) -> None:
+        if upstream.state is not UpstreamState.CONNECTING:
+            raise UsageError(f"connection {upstream.conn} reported connected twice")
+        upstream.state = UpstreamState.ACTIVE
+        self._timers.cancel(upstream.conn)
+        if upstream.pending:
+            self._out.append(Send(conn=upstream.conn, data=b"".join(upstream.pending)))
+            upstream.pending = []
+        exchange = upstream.exchange
+        if exchange is not None and exchange.request_complete and not exchange.response_started:
+            self._arm_response_timer(upstream)
+
+    def _on_upstream_failed(self, upstream: UpstreamConn, reason: str) -> None:
+        if upstream.state is not UpstreamState.CONNECTING:
+            raise UsageError(f"connection {upstream.conn} failed after connecting")
+        self._log(
+            "warning",
+            f"upstream {upstream.server.host}:{upstream.server.port} connect failed: {reason}",
+            upstream.conn,
+        )
+        self._forget_upstream(upstream)
+        exchange = upstream.exchange
+        if exchange is not None:
+            self._retry_or_fail(exchange, 502)
+
+    def _retry_or_fail(self, exchange: Exchange, status: int) -> None:
+        """Nothing reached the backend: try the next server, or answer ``status``."""
+        exchange.upstream = None
+        if len(exchange.tried) < len(exchange.upstream_group.servers) and (
+            exchange.replay is not None
+        ):
+            self._connect_exchange(exchange)
+            return
+        self._fail(exchange.client, status)
+
+    # -- upstream side -----------------------------------------------------
+
+    def _upstream_data(self, upstream: UpstreamConn, data: bytes) -> None:
+        if upstream.state is UpstreamState.TUNNEL:
+            exchange = upstream.exchange
+            assert exchange is not None
+            self._touch_idle_timer(exchange.client)
+            self._send(exchange.client, data)
+            return
+        if upstream.state is UpstreamState.CONNECTING:
+            raise UsageError(f"data on connection {upstream.conn} before UpstreamConnected")
+        upstream.codec.receive(data)
+        self._pump_upstream(upstream)
+
+    def _pump_upstream(self, upstream: UpstreamConn) -> None:
+        codec = upstream.codec
+        while upstream.conn in self._upstreams and upstream.state is not UpstreamState.TUNNEL:
+            event = codec.next_event()
+            if event is None:
+                return
+            exchange = upstream.exchange
+            if exchange is None:
+                # An idle pooled connection said something: it is no longer usable.
+                self._drop_upstream(upstream, abort=not isinstance(event, PeerClosed))
+                return
+            if type(event) is Body:
+                self._response_body(exchange, event.data)
+            elif type(event) is ResponseHead:
+                self._response_head(exchange, event)
+            elif type(event) is EndOfMessage:
+                self._response_end(exchange, event.trailers)
+            elif type(event) is InformationalHead:
+                self._informational(exchange, event)
+            elif type(event) is PeerClosed:
+                self._upstream_broke(upstream, "closed the connection", lost=False)
+                return
+            elif type(event) is CodecError:
+                self._upstream_broke(upstream, f"protocol error: {event.reason}", lost=False)
+                return
+            else:  # pragma: no cover - a client codec yields no request heads
+                raise AssertionError(f"unexpected response event {event!r}")
+
+    def _first_byte(self, exchange: Exchange) -> None:
+        if exchange.ttfb is None and exchange.sent_at is not None:
+            exchange.ttfb = self._now - exchange.sent_at
+
+    def _informational(self, exchange: Exchange, head: InformationalHead) -> None:
+        self._first_byte(exchange)
+        client = exchange.client
+        if head.status == 101:
+            if exchange.upgrade and exchange.request_complete:
+                self._start_tunnel(exchange, head)
+            else:
+                assert exchange.upstream is not None
+                self._upstream_broke(exchange.upstream, "unrequested 101", lost=False)
+            return
+        if head.status == 100 or client.codec.client_http_version < b"1.1":
+            return  # 100 was answered by the proxy; HTTP/1.0 clients get no 1xx.
+        headers = self._rules.client_response(head.headers, http_version=b"1.1", upgrade=False)
+        self._send(client, client.codec.send_informational(head.status, headers, head.reason))
+
+    def _response_head(self, exchange: Exchange, head: ResponseHead) -> None:
+        self._first_byte(exchange)
+        upstream = exchange.upstream
+        assert upstream is not None
+        exchange.response_started = True
+        exchange.status = head.status
+        exchange.replay = None
+        self._timers.set(
+            upstream.conn, TimerKind.UPSTREAM_BODY, self._now + self._timeouts.upstream_body
+        )
+        client = exchange.client
+        headers = self._rules.client_response(
+            head.headers, http_version=head.http_version, upgrade=False
+        )
+        if self._shutting_down or client.eof:
+            headers.append((b"connection", b"close"))
+        self._send(
+            client,
+            client.codec.send_response(
+                head.status, headers, reason=head.reason, head_request=exchange.head_request
+            ),
+        )
+
+    def _response_body(self, exchange: Exchange, data: bytes) -> None:
+        exchange.response_bytes += len(data)
+        assert exchange.upstream is not None
+        self._touch_idle_timer(exchange.upstream)
+        client = exchange.client
+        self._send(client, client.codec.send_body(data))
+
+    def _response_end(self, exchange: Exchange, trailers: Headers) -> None:
+        client = exchange.client
+        self._send(client, client.codec.send_end(trailers))
+        upstream = exchange.upstream
+        assert upstream is not None
+        upstream.exchange = None
+        exchange.upstream = None
+        upstream.hold_peer = False
+        self._sync_reading(upstream)
+        if (
+            exchange.request_complete
+            and not self._shutting_down
+            and upstream.codec.start_next_cycle()
+        ):
+            self._pool(upstream)
+        else:
+            self._drop_upstream(upstream, abort=False)
+        self._end_exchange(exchange)
+        self._next_request(client)
+
+    def _pool(self, upstream: UpstreamConn) -> None:
+        idle = self._idle.setdefault(upstream.server, [])
+        if len(idle) >= self._limits.max_idle_per_server:
+            self._drop_upstream(upstream, abort=False)
+            return
+        upstream.state = UpstreamState.IDLE
+        upstream.reused = True
+        idle.append(upstream)
+        self._timers.set(
+            upstream.conn,
+            TimerKind.UPSTREAM_KEEPALIVE,
+            self._now + self._timeouts.upstream_keepalive,
+        )
+
+    def _upstream_broke(self, upstream: UpstreamConn, why: str, *, lost: bool) -> None:
+        """The upstream closed, reset or misbehaved; decide what the client sees."""
+        exchange = upstream.exchange
+        if lost:
+            self._forget_upstream(upstream)
+        else:
+            self._drop_upstream(upstream, abort=True)
+        if exchange is None:
+            return
+        exchange.upstream = None
+        server = upstream.server
+        if exchange.response_started:
+            self._log("warning", f"upstream {server.host}:{server.port} {why} mid-response")
+            self._abort_client(exchange.client)
+            return
+        if upstream.reused and self._safe_to_resend(exchange, upstream):
+            # A pooled connection the backend had already closed: resend (rule 4).
+            exchange.tried.discard(server)
+            self._open_upstream(exchange, server)
+            exchange.tried.add(server)
+            upstream.reused = False
+            return
+        self._log("warning", f"upstream {server.host}:{server.port} {why} before responding")
+        self._fail(exchange.client, 502)
+
+    @staticmethod
+    def _safe_to_resend(exchange: Exchange, upstream: UpstreamConn) -> bool:
+        if exchange.replay is None:
+            return False
+        return exchange.method in IDEMPOTENT_METHODS or upstream.written_total == 0
+
+    # -- tunnels -----------------------------------------------------------
+
+    def _start_tunnel(self, exchange: Exchange, head: InformationalHead) -> None:
+        client = exchange.client
+        upstream = exchange.upstream
+        assert upstream is not None
+        exchange.status = 101
+        exchange.response_started = True
+        headers = self._rules.client_response(head.headers, http_version=b"1.1", upgrade=True)
+        self._send(client, client.codec.send_informational(101, headers, head.reason))
+        client.state = ClientState.TUNNEL
+        upstream.state = UpstreamState.TUNNEL
+        self._timers.cancel(upstream.conn)
+        self._timers.set(client.conn, TimerKind.TUNNEL_IDLE, self._now + self._timeouts.tunnel_idle)
+        self._send(upstream, client.codec.trailing_data)
+        self._send(client, upstream.codec.trailing_data)
+        if client.eof:
+            self._end_tunnel(client)
+
+    def _end_tunnel(self, client: ClientConn) -> None:
+        """Either side of a tunnel closed: flush what is buffered and close both."""
+        exchange = client.exchange
+        if exchange is not None:
+            if exchange.upstream is not None:
+                self._drop_upstream(exchange.upstream, abort=False)
+            self._end_exchange(exchange)
+        self._close_client(client)
+
+    # -- ending things -------------------------------------------------------
+
+    def _next_request(self, client: ClientConn) -> None:
+        """The response is complete: keep the client for the next request or close it."""
+        client.exchange = None
+        client.pipelined_bytes = 0
+        if client.hold_pipeline:
+            client.hold_pipeline = False
+        client.hold_peer = False
+        self._sync_reading(client)
+        if self._shutting_down or not client.codec.start_next_cycle():
+            self._close_client(client)
+            return
+        client.state = ClientState.WAITING
+        self._timers.set(
+            client.conn, TimerKind.CLIENT_KEEPALIVE, self._now + self._timeouts.client_keepalive
+        )
+        self._pump_client(client)
+
+    def _end_exchange(self, exchange: Exchange) -> None:
+        """Write the access-log record of an exchange that is over."""
+        client = exchange.client
+        if client.exchange is exchange:
+            client.exchange = None
+        self._exchanges -= 1
+        upstream = exchange.upstream
+        server = None
+        if upstream is not None:
+            server = upstream.server
+        elif exchange.tried:
+            server = next(iter(exchange.tried))
+        self._out.append(
+            AccessLog(
+                record=AccessRecord(
+                    client=client.peer,
+                    method=exchange.method.decode("latin-1"),
+                    target=exchange.target.decode("latin-1"),
+                    http_version=exchange.client_version.decode("latin-1"),
+                    status=exchange.status,
+                    request_bytes=exchange.request_bytes,
+                    response_bytes=exchange.response_bytes,
+                    upstream=None if server is None else f"{server.host}:{server.port}",
+                    duration=self._now - exchange.started_at,
+                    upstream_ttfb=exchange.ttfb,
+                    host=exchange.host.decode("latin-1"),
+                    referer=exchange.referer.decode("latin-1"),
+                    user_agent=exchange.user_agent.decode("latin-1"),
+                )
+            )
+        )
+
+    def _fail(self, client: ClientConn, status: int) -> None:
+        """Answer with a generic error (if a response can still start) and close."""
+        exchange = client.exchange
+        if exchange is not None and exchange.upstream is not None:
+            self._drop_upstream(exchange.upstream, abort=True)
+        if not client.codec.can_respond:
+            self._abort_client(client)
+            return
+        reason = _REASONS.get(status, b"Error")
+        body = b"%d %s\n" % (status, reason)
+        headers: Headers = []
+        if self._config.headers.server is not None:
+            headers.append((b"server", self._config.headers.server.encode()))
+        self._send(client, client.codec.send_error(status, reason, body, headers))
+        if exchange is None:
+            # Refused before a request could be parsed: log it all the same.
+            exchange = Exchange(
+                client,
+                method=b"-",
+                target=b"-",
+                client_version=client.codec.client_http_version,
+                upstream_group=self._config.upstreams[client.listener.upstream],
+                started_at=self._now,
+            )
+            self._exchanges += 1
+        exchange.status = status
+        exchange.response_bytes = len(body)
+        exchange.upstream = None
+        self._end_exchange(exchange)
+        self._close_client(client)
+
+    def _abort_client(self, client: ClientConn) -> None:
+        exchange = client.exchange
+        if exchange is not None:
+            if exchange.upstream is not None:
+                self._drop_upstream(exchange.upstream, abort=True)
+            self._end_exchange(exchange)
+        self._close_client(client, abort=True)
+
+    def _close_client(self, client: ClientConn, *, abort: bool = False) -> None:
+        if self._clients.pop(client.conn, None) is None:
+            return
+        self._timers.cancel(client.conn)
+        exchange = client.exchange
+        if exchange is not None:
+            if exchange.upstream is not None:
+                self._drop_upstream(exchange.upstream, abort=True)
+            if exchange.status == 0:
+                exchange.status = 499
+            self._end_exchange(exchange)
+        self._out.append(Close(conn=client.conn, abort=abort))
+
+    def _drop_upstream(self, upstream: UpstreamConn, *, abort: bool) -> None:
+        """Close an upstream connection we no longer want."""
+        if self._forget_upstream(upstream):
+            self._out.append(Close(conn=upstream.conn, abort=abort))
+
+    def _forget_upstream(self, upstream: UpstreamConn) -> bool:
+        """Remove every trace of an upstream connection; False if it was already gone."""
+        if self._upstreams.pop(upstream.conn, None) is None:
+            return False
+        self._timers.cancel(upstream.conn)
+        if upstream.state is UpstreamState.IDLE:
+            idle = self._idle.get(upstream.server)
+            if idle is not None:
+                idle.remove(upstream)
+                if not idle:
+                    del self._idle[upstream.server]
+        exchange = upstream.exchange
+        if exchange is not None and exchange.upstream is upstream:
+            exchange.upstream = None
+        return True
+
+    # -- timers ------------------------------------------------------------
+
+    def _on_timer(self, owner: ConnId, kind: TimerKind) -> None:
+        if kind is TimerKind.DRAIN:
+            self._log("warning", "drain deadline passed: closing remaining connections")
+            for remaining in list(self._clients.values()):
+                self._abort_client(remaining)
+            for leftover in list(self._upstreams.values()):
+                self._drop_upstream(leftover, abort=True)
+            return
+        client = self._clients.get(owner)
+        if client is not None:
+            self._client_timeout(client, kind)
+            return
+        upstream = self._upstreams.get(owner)
+        if upstream is not None:
+            self._upstream_timeout(upstream, kind)
+
+    def _client_timeout(self, client: ClientConn, kind: TimerKind) -> None:
+        if kind is TimerKind.CLIENT_HEADER:
+            self._log("info", "client request header timeout", client.conn)
+            self._fail(client, 408)
+        elif kind is TimerKind.CLIENT_BODY:
+            self._log("info", "client body timeout", client.conn)
+            self._fail(client, 408)
+        elif kind is TimerKind.TUNNEL_IDLE:
+            self._end_tunnel(client)
+        else:
+            self._close_client(client)
+
+    def _upstream_timeout(self, upstream: UpstreamConn, kind: TimerKind) -> None:
+        exchange = upstream.exchange
+        server = upstream.server
+        where = f"upstream {server.host}:{server.port}"
+        if kind is TimerKind.UPSTREAM_KEEPALIVE or exchange is None:
+            self._drop_upstream(upstream, abort=False)
+        elif kind is TimerKind.UPSTREAM_CONNECT:
+            self._log("warning", f"{where} connect timeout", upstream.conn)
+            self._drop_upstream(upstream, abort=True)
+            self._retry_or_fail(exchange, 504)
+        elif kind is TimerKind.UPSTREAM_HEADER:
+            self._log("warning", f"{where} response header timeout", upstream.conn)
+            self._fail(exchange.client, 504)
+        else:
+            self._log("warning", f"{where} body timeout", upstream.conn)
+            self._abort_client(exchange.client)
+
+    # -- shutdown ----------------------------------------------------------
+
+    def _on_shutdown(self, drain_timeout: float | None) -> None:
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        timeout = self._timeouts.drain if drain_timeout is None else drain_timeout
+        for client in list(self._clients.values()):
+            if client.state is ClientState.WAITING and client.exchange is None:
+                self._close_client(client)
+        for idle in list(self._idle.values()):
+            for upstream in list(idle):
+                self._drop_upstream(upstream, abort=False)
+        if self._clients or self._upstreams:
+            self._timers.set(_DRAIN_OWNER, TimerKind.DRAIN, self._now + timeout)
+
+    def _check_shutdown_complete(self) -> None:
+        if (
+            self._shutting_down
+            and not self._shutdown_reported
+            and not self._clients
+            and not self._upstreams
+        ):
+            self._shutdown_reported = True
+            self._timers.cancel(_DRAIN_OWNER)
+            self._out.append(ShutdownComplete())
