@@ -24,6 +24,8 @@ class ClientState(Enum):
     """An exchange is in progress."""
     TUNNEL = auto()
     """Switched protocols: bytes are relayed as they are."""
+    LINGER = auto()
+    """An error response is out; the rest of the request is read and dropped until close."""
 
 
 class UpstreamState(Enum):

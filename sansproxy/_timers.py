@@ -32,6 +32,7 @@ class TimerKind(Enum):
     UPSTREAM_BODY = "upstream body idle"
     UPSTREAM_KEEPALIVE = "upstream keep-alive idle"
     TUNNEL_IDLE = "tunnel idle"
+    CLIENT_LINGER = "lingering close"
     DRAIN = "shutdown drain"
 
 

@@ -106,8 +106,9 @@ class Log:
 class AccessRecord:
     """One finished exchange, for the access log.
 
-    Times are in seconds; ``upstream_ttfb`` is from sending the request head to
-    the backend's first response byte, ``None`` when no backend answered.
+    Times are in seconds; ``upstream_ttfb`` is from handing the request head to
+    a connected backend connection to the backend's first response byte,
+    ``None`` when no backend answered.
     ``request_bytes`` and ``response_bytes`` count body bytes.
     """
 

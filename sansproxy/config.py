@@ -96,7 +96,8 @@ class Timeouts:
     """Every timeout the core keeps, in seconds."""
 
     client_header: float = 10.0
-    """From the first byte (or keep-alive idle end) to a complete request head (slowloris)."""
+    """From accepting a connection, or from the first byte of a kept-alive connection's
+    next request, to a complete request head (slowloris)."""
     client_keepalive: float = 60.0
     """Idle time between requests on a client connection before it is closed."""
     client_body: float = 30.0
@@ -113,6 +114,10 @@ class Timeouts:
     """Idle time of an upgraded (tunnelled) connection before it is closed."""
     drain: float = 10.0
     """On shutdown, how long in-flight exchanges get before they are cut."""
+    client_linger: float = 5.0
+    """After an error response cut a request short, how long the client's remaining
+    bytes are read and discarded so that closing does not reset the response away
+    (RFC 9112 §9.6)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

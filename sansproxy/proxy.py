@@ -102,6 +102,9 @@ _REASONS = {
     504: b"Gateway Timeout",
 }
 
+_PARSING = frozenset({ClientState.WAITING, ClientState.ACTIVE})
+"""Client states in which bytes from the client are HTTP messages."""
+
 _DRAIN_OWNER = ConnId(0)
 """Timer owner of the shutdown drain deadline (connection ids start at 1)."""
 
@@ -226,9 +229,13 @@ class Proxy:
             case ConnectionLost():
                 self._on_lost(event.conn)
             case UpstreamConnected():
-                self._on_upstream_connected(self._upstream(event.conn))
+                upstream = self._late_or_upstream(event.conn)
+                if upstream is not None:
+                    self._on_upstream_connected(upstream)
             case UpstreamFailed():
-                self._on_upstream_failed(self._upstream(event.conn), event.reason)
+                upstream = self._late_or_upstream(event.conn)
+                if upstream is not None:
+                    self._on_upstream_failed(upstream, event.reason)
             case ShutdownRequested():
                 self._on_shutdown(event.drain_timeout)
             case _:
@@ -240,14 +247,15 @@ class Proxy:
             raise UsageError(f"unknown client connection {conn}")
         return client
 
-    def _upstream(self, conn: ConnId) -> UpstreamConn:
+    def _late_or_upstream(self, conn: ConnId) -> UpstreamConn | None:
+        """The upstream ``conn``, or None for one the core already closed (a late report)."""
         upstream = self._upstreams.get(conn)
-        if upstream is None:
+        if upstream is None and (conn in self._clients or not self._known(conn)):
             raise UsageError(f"unknown upstream connection {conn}")
         return upstream
 
     def _known(self, conn: ConnId) -> bool:
-        return conn in self._clients or conn in self._upstreams or conn < self._next_id
+        return conn in self._clients or conn in self._upstreams or 0 < conn < self._next_id
 
     def _log(self, level: LogLevel, message: str, conn: ConnId | None = None) -> None:
         self._out.append(Log(level=level, message=message, conn=conn))
@@ -299,6 +307,9 @@ class Proxy:
             client.eof = True
             if client.state is ClientState.TUNNEL:
                 self._end_tunnel(client)
+                return
+            if client.state is ClientState.LINGER:
+                self._close_client(client)
                 return
             client.codec.receive(b"")
             self._pump_client(client)
@@ -412,10 +423,13 @@ class Proxy:
     # -- client side -------------------------------------------------------
 
     def _client_data(self, client: ClientConn, data: bytes) -> None:
+        if client.state is ClientState.LINGER:
+            return
         if client.state is ClientState.TUNNEL:
             exchange = client.exchange
             assert exchange is not None
             assert exchange.upstream is not None
+            exchange.request_bytes += len(data)
             self._touch_idle_timer(client)
             self._send(exchange.upstream, data)
             return
@@ -436,7 +450,7 @@ class Proxy:
 
     def _pump_client(self, client: ClientConn) -> None:
         codec = client.codec
-        while client.conn in self._clients and client.state is not ClientState.TUNNEL:
+        while client.conn in self._clients and client.state in _PARSING:
             event = codec.next_event()
             if event is None:
                 return
@@ -456,7 +470,15 @@ class Proxy:
                 raise AssertionError(f"unexpected request event {event!r}")
 
     def _client_closed(self, client: ClientConn) -> None:
-        """The client closed between requests: nothing is lost."""
+        """The client closed its sending side.
+
+        With a whole request in hand, a half-closed client still gets its
+        response (``nc -N`` and scripted clients do this); the connection
+        closes after it. Between requests, nothing is lost by closing.
+        """
+        exchange = client.exchange
+        if exchange is not None and exchange.request_complete:
+            return
         self._close_client(client)
 
     def _client_protocol_error(self, client: ClientConn, error: CodecError) -> None:
@@ -485,6 +507,8 @@ class Proxy:
         if status:
             self._fail(client, status)
             return
+        if not head.target.startswith(b"/") and head.target != b"*":
+            self._use_target_authority(head, exchange)
         exchange.upgrade = is_upgrade(head.headers)
         host_override = group.host_header.encode() if group.host_header is not None else None
         headers = self._rules.upstream_request(
@@ -552,6 +576,17 @@ class Proxy:
         if not (head.target.startswith(b"/") or head.target == b"*" or b"://" in head.target):
             return 400
         return 0
+
+    @staticmethod
+    def _use_target_authority(head: RequestHead, exchange: Exchange) -> None:
+        """An absolute-form target's authority replaces Host (RFC 9112 §3.2.2)."""
+        authority = head.target.split(b"://", 1)[1]
+        for stop in (b"/", b"?"):
+            authority = authority.split(stop, 1)[0]
+        authority = authority.rpartition(b"@")[2]
+        head.headers = [(n, v) for n, v in head.headers if n != b"host"]
+        head.headers.append((b"host", authority))
+        exchange.host = authority
 
     @staticmethod
     def _origin_form(target: bytes) -> bytes:
@@ -673,6 +708,8 @@ class Proxy:
             self._out.append(Send(conn=upstream.conn, data=b"".join(upstream.pending)))
             upstream.pending = []
         exchange = upstream.exchange
+        if exchange is not None:
+            exchange.sent_at = self._now
         if exchange is not None and exchange.request_complete and not exchange.response_started:
             self._arm_response_timer(upstream)
 
@@ -705,6 +742,7 @@ class Proxy:
         if upstream.state is UpstreamState.TUNNEL:
             exchange = upstream.exchange
             assert exchange is not None
+            exchange.response_bytes += len(data)
             self._touch_idle_timer(exchange.client)
             self._send(exchange.client, data)
             return
@@ -963,13 +1001,31 @@ class Proxy:
         exchange.response_bytes = len(body)
         exchange.upstream = None
         self._end_exchange(exchange)
-        self._close_client(client)
+        if client.eof or client.codec.their_message_complete:
+            self._close_client(client)
+        else:
+            self._linger(client)
+
+    def _linger(self, client: ClientConn) -> None:
+        """Drain what the client is still sending before closing (RFC 9112 §9.6).
+
+        Closing a socket with unread input resets it, and a reset can destroy
+        the error response before the client reads it.
+        """
+        client.state = ClientState.LINGER
+        client.hold_peer = client.hold_pipeline = False
+        self._sync_reading(client)
+        self._timers.set(
+            client.conn, TimerKind.CLIENT_LINGER, self._now + self._timeouts.client_linger
+        )
 
     def _abort_client(self, client: ClientConn) -> None:
         exchange = client.exchange
         if exchange is not None:
             if exchange.upstream is not None:
                 self._drop_upstream(exchange.upstream, abort=True)
+            if exchange.status == 0:
+                exchange.status = 499
             self._end_exchange(exchange)
         self._close_client(client, abort=True)
 
@@ -1051,7 +1107,7 @@ class Proxy:
             self._log("warning", f"{where} response header timeout", upstream.conn)
             self._fail(exchange.client, 504)
         else:
-            self._log("warning", f"{where} body timeout", upstream.conn)
+            self._log("warning", f"{where}: response body stalled (no progress)", upstream.conn)
             self._abort_client(exchange.client)
 
     # -- shutdown ----------------------------------------------------------
