@@ -85,7 +85,7 @@ class ClientConn(_Side):
 
 
 class UpstreamConn(_Side):
-    __slots__ = ("codec", "exchange", "pending", "reused", "server", "state")
+    __slots__ = ("codec", "exchange", "pending", "reusable", "reused", "server", "state")
 
     def __init__(self, conn: ConnId, server: Server) -> None:
         super().__init__(conn)
@@ -95,6 +95,8 @@ class UpstreamConn(_Side):
         self.exchange: Exchange | None = None
         self.pending: list[bytes] = []
         self.reused = False
+        self.reusable = True
+        """False once the backend sent something that makes the connection untrustworthy."""
 
 
 class Exchange:
@@ -116,6 +118,7 @@ class Exchange:
         "response_bytes",
         "response_started",
         "sent_at",
+        "server",
         "started_at",
         "status",
         "target",
@@ -162,5 +165,7 @@ class Exchange:
         self.response_bytes = 0
         self.status = 0
         self.tried: set[Server] = set()
+        self.server: Server | None = None
+        """The server the last try went to (for the access log)."""
         self.sent_at: float | None = None
         self.ttfb: float | None = None

@@ -562,8 +562,9 @@ class Proxy:
                 exchange.user_agent = value
             elif name == b"referer":
                 exchange.referer = value
-        if content_length is not None and chunked:
-            # RFC 9112 §6.3 item 3: ambiguous framing is a smuggling vector; refuse it.
+        if chunked and (content_length is not None or head.http_version < b"1.1"):
+            # RFC 9112 §6.3 item 3 and §6.1: ambiguous framing (both lengths, or
+            # chunked from an HTTP/1.0 peer) is a smuggling vector; refuse it.
             return 400
         exchange.chunked_request = chunked
         exchange.has_body = chunked or (content_length is not None and content_length != b"0")
@@ -649,6 +650,7 @@ class Proxy:
             self._fail(exchange.client, 502 if exchange.tried else 503)
             return
         exchange.tried.add(server)
+        exchange.server = server
         idle = self._idle.get(server)
         while idle:
             upstream = idle.pop()
@@ -809,8 +811,18 @@ class Proxy:
             upstream.conn, TimerKind.UPSTREAM_BODY, self._now + self._timeouts.upstream_body
         )
         client = exchange.client
+        response_headers = head.headers
+        if any(name == b"transfer-encoding" for name, _ in response_headers) and any(
+            name == b"content-length" for name, _ in response_headers
+        ):
+            # Transfer-Encoding overrides Content-Length; a proxy must drop the
+            # latter rather than pass on a length that is not the framing, and
+            # such a response smells of smuggling: never reuse that connection
+            # (RFC 9112 §6.3 item 3).
+            response_headers = [(n, v) for n, v in response_headers if n != b"content-length"]
+            upstream.reusable = False
         headers = self._rules.client_response(
-            head.headers, http_version=head.http_version, upgrade=False
+            response_headers, http_version=head.http_version, upgrade=False
         )
         if self._shutting_down or client.eof:
             headers.append((b"connection", b"close"))
@@ -839,6 +851,7 @@ class Proxy:
         self._sync_reading(upstream)
         if (
             exchange.request_complete
+            and upstream.reusable
             and not self._shutting_down
             and upstream.codec.start_next_cycle()
         ):
@@ -932,7 +945,10 @@ class Proxy:
         client.hold_peer = False
         self._sync_reading(client)
         if self._shutting_down or not client.codec.start_next_cycle():
-            self._close_client(client)
+            if client.eof or client.codec.their_message_complete:
+                self._close_client(client)
+            else:
+                self._linger(client)  # The backend answered before the upload ended.
             return
         client.state = ClientState.WAITING
         self._timers.set(
@@ -946,12 +962,7 @@ class Proxy:
         if client.exchange is exchange:
             client.exchange = None
         self._exchanges -= 1
-        upstream = exchange.upstream
-        server = None
-        if upstream is not None:
-            server = upstream.server
-        elif exchange.tried:
-            server = next(iter(exchange.tried))
+        server = exchange.server
         self._out.append(
             AccessLog(
                 record=AccessRecord(
