@@ -120,16 +120,52 @@ class _Codec:
 
 
 class ServerCodec(_Codec):
-    """Faces a client: parses requests, writes responses."""
+    """Faces a client: parses requests, writes responses.
 
-    __slots__ = ()
+    Two leniencies h11 lacks, both from RFC 9112: empty lines before a request
+    line are ignored (§2.2), and bytes after a request that ends the connection
+    are never parsed (§9.6), so they cannot spoil the response to it.
+    """
+
+    __slots__ = ("_at_start", "_max_header_bytes")
 
     def __init__(self, *, max_header_bytes: int) -> None:
         super().__init__(h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_bytes))
+        self._max_header_bytes = max_header_bytes
+        self._at_start = True
+
+    def receive(self, data: bytes) -> None:
+        """Feed bytes read from the client; ``b""`` means the client sent EOF."""
+        if data and self._at_start:
+            data = data.lstrip(b"\r\n")
+            if not data:
+                return
+            self._at_start = False
+        super().receive(data)
 
     def next_event(self) -> CodecEvent | None:
         """The next request event, or None when more bytes are needed or a response is due."""
+        if self._conn.their_state in (h11.DONE, h11.MUST_CLOSE):
+            return None
         return self._pull()
+
+    def start_next_cycle(self) -> bool:
+        """Reset for the next request on a kept-alive connection; False if it must close."""
+        if not super().start_next_cycle():
+            return False
+        leftover, closed = self._conn.trailing_data
+        if not leftover:
+            self._at_start = True
+        elif leftover[:1] in (b"\r", b"\n"):
+            # h11 cannot skip them in place: start a fresh parser on the rest.
+            self._conn = h11.Connection(
+                h11.SERVER, max_incomplete_event_size=self._max_header_bytes
+            )
+            self._at_start = True
+            self.receive(bytes(leftover))
+            if closed:
+                self.receive(b"")
+        return True
 
     def _convert_head(self, event: h11.Event) -> CodecEvent:
         assert type(event) is h11.Request
