@@ -1,0 +1,97 @@
+r"""Access-log lines from the core's :class:`~sansproxy.commands.AccessRecord`.
+
+Two formats, chosen by ``[logging] access_log_format``:
+
+``combined``
+    The Apache/nginx combined format, followed by three nginx-style
+    ``key=value`` fields for the proxying side::
+
+        127.0.0.1 - - [05/Mar/2025:14:02:07 +0100] "GET /a?b=1 HTTP/1.1" 200 12 "-" \
+        "curl/8.5.0" upstream=127.0.0.1:9000 rt=0.004 uht=0.003
+
+    (one line; broken here only for width).
+
+    - ``upstream`` is the backend that answered (nginx ``$upstream_addr``),
+      ``-`` when none did (for example a 502 or a locally made error);
+    - ``rt`` is the whole exchange in seconds, millisecond precision
+      (nginx ``$request_time``);
+    - ``uht`` is from sending the request head upstream to the backend's first
+      response byte (nginx ``$upstream_header_time``), ``-`` without a backend.
+
+    The byte count is response body bytes (nginx ``$body_bytes_sent``). Quoted
+    fields escape ``"``, ``\`` and bytes outside printable ASCII as ``\xHH``,
+    as nginx does, so a client cannot forge log lines.
+
+``json``
+    One JSON object per line: every field of the record under its own name
+    (``client`` is ``[host, port]``) plus ``time``, an ISO 8601 timestamp with
+    the local UTC offset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime
+from typing import Final
+
+from sansproxy.commands import AccessRecord
+
+__all__ = ["ACCESS_LOG_FORMATS", "format_combined", "format_json", "format_record"]
+
+ACCESS_LOG_FORMATS: Final = ("combined", "json")
+
+
+def format_record(record: AccessRecord, when: datetime, log_format: str) -> str:
+    """Format ``record`` as one line (no newline) in ``log_format``.
+
+    Args:
+        record: What the core reported about one finished exchange.
+        when: The wall-clock time to print, timezone-aware.
+        log_format: ``"combined"`` or ``"json"``.
+
+    Raises:
+        ValueError: ``log_format`` is not one of :data:`ACCESS_LOG_FORMATS`.
+    """
+    if log_format == "combined":
+        return format_combined(record, when)
+    if log_format == "json":
+        return format_json(record, when)
+    raise ValueError(f"unknown access log format {log_format!r}")
+
+
+def format_combined(record: AccessRecord, when: datetime) -> str:
+    """The combined format plus ``upstream=``, ``rt=`` and ``uht=`` (see the module docs)."""
+    version = record.http_version
+    if not version.startswith("HTTP/"):
+        version = f"HTTP/{version}"
+    request = _escape(f"{record.method} {record.target} {version}")
+    timestamp = when.strftime("%d/%b/%Y:%H:%M:%S %z")
+    upstream = _escape(record.upstream) if record.upstream else "-"
+    ttfb = "-" if record.upstream_ttfb is None else f"{record.upstream_ttfb:.3f}"
+    return (
+        f'{record.client[0]} - - [{timestamp}] "{request}" {record.status} '
+        f'{record.response_bytes} "{_quoted(record.referer)}" "{_quoted(record.user_agent)}" '
+        f"upstream={upstream} rt={record.duration:.3f} uht={ttfb}"
+    )
+
+
+def format_json(record: AccessRecord, when: datetime) -> str:
+    """One JSON object: ``time`` (ISO 8601) followed by every record field."""
+    fields = {"time": when.isoformat(timespec="milliseconds"), **dataclasses.asdict(record)}
+    return json.dumps(fields, ensure_ascii=True, separators=(",", ":"))
+
+
+def _quoted(value: str) -> str:
+    return _escape(value) if value else "-"
+
+
+def _escape(value: str) -> str:
+    out: list[str] = []
+    for char in value:
+        code = ord(char)
+        if char in '"\\' or code < 0x20 or code > 0x7E:
+            out.extend(f"\\x{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
+        else:
+            out.append(char)
+    return "".join(out)

@@ -1,0 +1,277 @@
+"""The backend-neutral half of an adapter: feed events to the core, carry out its commands.
+
+Theory of operation:
+
+- The :class:`Runner` is synchronous and knows nothing about trio or asyncio. An I/O
+  backend gives it two small things: a :class:`Transport` per connection (queue bytes,
+  close, pause, resume) and a :class:`Backend` (open an upstream connection, arm the one
+  timer, learn that shutdown is complete). Both are plain, non-blocking method calls, so a
+  future asyncio adapter reuses this module unchanged.
+- Rule 1: every call into the core is one turn. :meth:`Runner.dispatch` calls
+  ``core.handle(event, clock())`` and applies the whole command list before it returns;
+  nothing awaits in between, so no other event can slip into the middle of a turn
+  (mitmproxy #7027 shows what goes wrong otherwise).
+- Rule 2: after every turn the single timer is re-armed to ``core.next_deadline()`` if, and
+  only if, that value changed.
+- Rule 3: the ``ConnId -> Transport`` table is the truth about which connections the core
+  still knows. ``Close`` removes an entry, so do ``ConnectionLost`` and ``UpstreamFailed``
+  once reported. Events for a connection that is not in the table are dropped: after the
+  core closed a connection it must not hear of it again.
+- The last few ``(now, event)`` pairs are kept; if the core raises (an internal bug) they are
+  logged before the exception propagates, so the failure can be replayed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Final, Protocol, assert_never
+
+from sansproxy.commands import (
+    AccessLog,
+    Close,
+    Command,
+    Log,
+    OpenUpstream,
+    PauseReading,
+    ResumeReading,
+    Send,
+    ShutdownComplete,
+)
+from sansproxy.events import (
+    ConnectionAccepted,
+    ConnectionLost,
+    ConnId,
+    Event,
+    ShutdownRequested,
+    TlsInfo,
+    UpstreamFailed,
+)
+from sansproxy_trio._accesslog import format_record
+
+__all__ = ["ACCESS_LOGGER", "LOGGER", "Backend", "Core", "Runner", "Transport"]
+
+LOGGER: Final = "sansproxy"
+"""Name of the :mod:`logging` logger for the core's ``Log`` commands and adapter messages."""
+ACCESS_LOGGER: Final = "sansproxy.access"
+"""Name of the logger that receives one formatted line per ``AccessLog`` command."""
+
+_LEVELS: Final = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+_RECENT_EVENTS: Final = 32
+
+logger = logging.getLogger(LOGGER)
+access_logger = logging.getLogger(ACCESS_LOGGER)
+
+
+class Core(Protocol):
+    """The part of :class:`sansproxy.Proxy` a runner drives."""
+
+    def allocate_id(self) -> ConnId: ...
+
+    def handle(self, event: Event, now: float) -> list[Command]: ...
+
+    def handle_timeout(self, now: float) -> list[Command]: ...
+
+    def next_deadline(self) -> float | None: ...
+
+
+class Transport(Protocol):
+    """One connection as the backend carries it. Every method returns at once."""
+
+    def send(self, data: bytes) -> None:
+        """Queue ``data`` after earlier bytes; report ``Written`` once it is written."""
+
+    def close(self, *, abort: bool) -> None:
+        """Close after flushing the queue, or reset now with ``abort``. Idempotent.
+
+        Closing a connection that is still connecting cancels the connect; no event about
+        it may be reported afterwards.
+        """
+
+    def pause_reading(self) -> None:
+        """Stop reading until :meth:`resume_reading`."""
+
+    def resume_reading(self) -> None:
+        """Read again."""
+
+
+class Backend(Protocol):
+    """The I/O world's primitives the runner needs besides transports."""
+
+    def open_upstream(self, command: OpenUpstream) -> Transport:
+        """Start connecting; later report ``UpstreamConnected`` or ``UpstreamFailed``."""
+
+    def arm_timer(self, deadline: float | None) -> None:
+        """Call :meth:`Runner.on_timer` once the clock reaches ``deadline`` (``None``: never).
+
+        Replaces any earlier deadline.
+        """
+
+    def shutdown_complete(self) -> None:
+        """The core has closed everything after ``ShutdownRequested``."""
+
+
+class Runner:
+    """Drives one core for one backend: the connection table, command dispatch, the timer.
+
+    Args:
+        core: The :class:`sansproxy.Proxy` (or anything with its driving methods).
+        clock: Monotonic seconds, the same clock the backend's timer sleeps on.
+        backend: The I/O primitives.
+        access_log_format: ``"combined"``, ``"json"``, or ``None`` to drop access records.
+        wall_clock: Timezone-aware "now" for access-log timestamps.
+    """
+
+    def __init__(
+        self,
+        core: Core,
+        clock: Callable[[], float],
+        backend: Backend,
+        *,
+        access_log_format: str | None = "combined",
+        wall_clock: Callable[[], datetime] = lambda: datetime.now().astimezone(),
+    ) -> None:
+        self._core = core
+        self._clock = clock
+        self._backend = backend
+        self._access_log_format = access_log_format
+        self._wall_clock = wall_clock
+        self._transports: dict[ConnId, Transport] = {}
+        self._armed: float | None = None
+        self._busy = False
+        self._recent: deque[tuple[float, Event | None]] = deque(maxlen=_RECENT_EVENTS)
+
+    @property
+    def open_connections(self) -> int:
+        """How many connections (client and upstream) the core still knows."""
+        return len(self._transports)
+
+    def is_open(self, conn: ConnId) -> bool:
+        """Whether events about ``conn`` would still reach the core."""
+        return conn in self._transports
+
+    def accept(
+        self,
+        transport: Transport,
+        *,
+        listener: int,
+        peer: tuple[str, int],
+        local: tuple[str, int],
+        tls: TlsInfo | None = None,
+    ) -> ConnId:
+        """Register a newly accepted client connection and tell the core about it.
+
+        Returns:
+            The id the core gave the connection; the transport reports its events with it.
+        """
+        conn = self._core.allocate_id()
+        self._transports[conn] = transport
+        self.dispatch(
+            ConnectionAccepted(conn=conn, listener=listener, peer=peer, local=local, tls=tls)
+        )
+        return conn
+
+    def dispatch(self, event: Event) -> None:
+        """Give ``event`` to the core and carry out the commands it returns.
+
+        Events about a connection the core has already closed are dropped.
+
+        Raises:
+            RuntimeError: Called again from inside a turn (a backend bug), or the core
+                named a connection it never opened.
+            Exception: Whatever the core raises; that is a bug in the core.
+        """
+        conn = None if isinstance(event, ShutdownRequested) else event.conn
+        if conn is not None and conn not in self._transports:
+            return
+        self._turn(event)
+        if isinstance(event, ConnectionLost | UpstreamFailed):
+            # The core forgets such a connection; make sure the backend lets go of it too.
+            transport = self._transports.pop(event.conn, None)
+            if transport is not None:
+                transport.close(abort=True)
+
+    def on_timer(self) -> None:
+        """The backend's timer reached the armed deadline."""
+        self._armed = None
+        self._turn(None)
+
+    def apply(self, commands: Iterable[Command]) -> None:
+        """Carry out ``commands`` in order; never blocks.
+
+        Raises:
+            RuntimeError: A command names a connection that is not open.
+        """
+        for command in commands:
+            match command:
+                case Send():
+                    self._transport(command.conn, command).send(command.data)
+                case OpenUpstream():
+                    if command.conn in self._transports:
+                        raise RuntimeError(f"core reused open connection id: {command!r}")
+                    self._transports[command.conn] = self._backend.open_upstream(command)
+                case Close():
+                    transport = self._transports.pop(command.conn, None)
+                    if transport is not None:
+                        transport.close(abort=command.abort)
+                case PauseReading():
+                    self._transport(command.conn, command).pause_reading()
+                case ResumeReading():
+                    self._transport(command.conn, command).resume_reading()
+                case Log():
+                    level = _LEVELS.get(command.level, logging.INFO)
+                    if command.conn is None:
+                        logger.log(level, "%s", command.message)
+                    else:
+                        logger.log(level, "conn %d: %s", command.conn, command.message)
+                case AccessLog():
+                    if self._access_log_format is not None:
+                        line = format_record(
+                            command.record, self._wall_clock(), self._access_log_format
+                        )
+                        access_logger.info("%s", line)
+                case ShutdownComplete():
+                    self._backend.shutdown_complete()
+                case _:
+                    assert_never(command)
+
+    def _transport(self, conn: ConnId, command: Command) -> Transport:
+        try:
+            return self._transports[conn]
+        except KeyError:
+            raise RuntimeError(
+                f"core sent a command for a closed connection: {command!r}"
+            ) from None
+
+    def _turn(self, event: Event | None) -> None:
+        if self._busy:
+            raise RuntimeError("Runner re-entered: a backend reported an event during a turn")
+        self._busy = True
+        try:
+            now = self._clock()
+            self._recent.append((now, event))
+            try:
+                if event is None:
+                    commands = self._core.handle_timeout(now)
+                else:
+                    commands = self._core.handle(event, now)
+            except Exception:
+                logger.error(
+                    "the core raised; last events (now, event; None is a timeout):\n%s",
+                    "\n".join(f"  {at!r} {seen!r}" for at, seen in self._recent),
+                )
+                raise
+            self.apply(commands)
+        finally:
+            self._busy = False
+        deadline = self._core.next_deadline()
+        if deadline != self._armed:
+            self._armed = deadline
+            self._backend.arm_timer(deadline)

@@ -1,0 +1,393 @@
+"""Unit tests of the runner and the trio backend, driven by a fake core."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import trio
+import trio.testing
+
+from sansproxy.commands import (
+    AccessLog,
+    AccessRecord,
+    Close,
+    Command,
+    Log,
+    OpenUpstream,
+    PauseReading,
+    ResumeReading,
+    Send,
+    ShutdownComplete,
+)
+from sansproxy.events import (
+    ConnectionLost,
+    ConnId,
+    DataReceived,
+    EofReceived,
+    Event,
+    ShutdownRequested,
+    UpstreamConnected,
+    UpstreamFailed,
+    Written,
+)
+from sansproxy_trio._accesslog import format_combined, format_json
+from sansproxy_trio._runner import Runner
+from sansproxy_trio._tls import ClientContexts
+from sansproxy_trio._trio_backend import TrioBackend
+
+
+@dataclass
+class FakeCore:
+    """Answers each event with the next scripted list of commands."""
+
+    script: list[list[Command]] = field(default_factory=list)
+    seen: list[tuple[float, Event | None]] = field(default_factory=list)
+    deadlines: list[float | None] = field(default_factory=list)
+    next_id: int = 1
+    deadline: float | None = None
+
+    def allocate_id(self) -> ConnId:
+        self.next_id += 1
+        return ConnId(self.next_id - 1)
+
+    def handle(self, event: Event, now: float) -> list[Command]:
+        self.seen.append((now, event))
+        return self.script.pop(0) if self.script else []
+
+    def handle_timeout(self, now: float) -> list[Command]:
+        self.seen.append((now, None))
+        return self.script.pop(0) if self.script else []
+
+    def next_deadline(self) -> float | None:
+        return self.deadlines.pop(0) if self.deadlines else self.deadline
+
+
+@dataclass
+class FakeTransport:
+    log: list[str] = field(default_factory=list)
+
+    def send(self, data: bytes) -> None:
+        self.log.append(f"send {data!r}")
+
+    def close(self, *, abort: bool) -> None:
+        self.log.append(f"close abort={abort}")
+
+    def pause_reading(self) -> None:
+        self.log.append("pause")
+
+    def resume_reading(self) -> None:
+        self.log.append("resume")
+
+
+@dataclass
+class FakeBackend:
+    armed: list[float | None] = field(default_factory=list)
+    opened: dict[ConnId, FakeTransport] = field(default_factory=dict)
+    shutdown: int = 0
+
+    def open_upstream(self, command: OpenUpstream) -> FakeTransport:
+        self.opened[command.conn] = FakeTransport()
+        return self.opened[command.conn]
+
+    def arm_timer(self, deadline: float | None) -> None:
+        self.armed.append(deadline)
+
+    def shutdown_complete(self) -> None:
+        self.shutdown += 1
+
+
+def make(core: FakeCore) -> tuple[Runner, FakeBackend]:
+    backend = FakeBackend()
+    clock = iter(range(1000))
+    return Runner(core, lambda: float(next(clock)), backend), backend
+
+
+C1, U2 = ConnId(1), ConnId(2)
+
+
+def test_commands_in_order_and_events_dropped_after_close() -> None:
+    core = FakeCore(
+        script=[
+            [Send(conn=C1, data=b"a"), PauseReading(conn=C1), ResumeReading(conn=C1)],
+            [Send(conn=C1, data=b"b"), Close(conn=C1)],
+        ]
+    )
+    runner, _ = make(core)
+    client = FakeTransport()
+    assert runner.accept(client, listener=0, peer=("1.2.3.4", 5), local=("127.0.0.1", 80)) == C1
+    runner.dispatch(DataReceived(conn=C1, data=b"x"))
+    assert client.log == ["send b'a'", "pause", "resume", "send b'b'", "close abort=False"]
+    assert not runner.is_open(C1)
+    runner.dispatch(Written(conn=C1, nbytes=1))
+    runner.dispatch(ConnectionLost(conn=C1))
+    assert len(core.seen) == 2  # nothing reached the core after Close
+
+
+def test_lost_and_failed_connections_are_forgotten() -> None:
+    core = FakeCore(script=[[OpenUpstream(conn=U2, host="h", port=1)], [], []])
+    runner, backend = make(core)
+    client = FakeTransport()
+    runner.accept(client, listener=0, peer=("a", 1), local=("b", 2))
+    assert runner.is_open(U2)
+    runner.dispatch(UpstreamFailed(conn=U2, reason="refused"))
+    assert not runner.is_open(U2)
+    assert backend.opened[U2].log == ["close abort=True"]
+    runner.dispatch(ConnectionLost(conn=C1, reason="reset"))
+    assert client.log == ["close abort=True"]
+    assert runner.open_connections == 0
+
+
+def test_timer_is_rearmed_only_when_the_deadline_changes() -> None:
+    core = FakeCore(deadlines=[5.0, 5.0, 7.0, None, None])
+    runner, backend = make(core)
+    runner.dispatch(ShutdownRequested())
+    runner.dispatch(ShutdownRequested())
+    runner.dispatch(ShutdownRequested())
+    runner.on_timer()
+    runner.dispatch(ShutdownRequested())
+    assert backend.armed == [5.0, 7.0]
+    assert core.seen[3] == (3.0, None)
+
+
+def test_shutdown_complete_and_unknown_connection() -> None:
+    core = FakeCore(script=[[ShutdownComplete()], [Send(conn=ConnId(9), data=b"x")]])
+    runner, backend = make(core)
+    runner.dispatch(ShutdownRequested())
+    assert backend.shutdown == 1
+    with pytest.raises(RuntimeError, match="closed connection"):
+        runner.dispatch(ShutdownRequested())
+
+
+def test_reentrant_dispatch_is_refused() -> None:
+    class Reentrant(FakeBackend):
+        def shutdown_complete(self) -> None:
+            runner.dispatch(ShutdownRequested())
+
+    core = FakeCore(script=[[ShutdownComplete()]])
+    runner = Runner(core, lambda: 0.0, Reentrant())
+    with pytest.raises(RuntimeError, match="re-entered"):
+        runner.dispatch(ShutdownRequested())
+
+
+def test_logs_and_access_logs(caplog: pytest.LogCaptureFixture) -> None:
+    record = AccessRecord(
+        client=("10.0.0.1", 4000),
+        method="GET",
+        target='/a"b\n',
+        http_version="1.1",
+        status=200,
+        request_bytes=0,
+        response_bytes=12,
+        upstream="127.0.0.1:9000",
+        duration=0.0123,
+        upstream_ttfb=0.01,
+        user_agent="ua/1",
+    )
+    core = FakeCore(
+        script=[
+            [
+                Log(level="warning", message="careful", conn=C1),
+                Log(level="debug", message="detail"),
+                AccessLog(record=record),
+            ]
+        ]
+    )
+    runner, _ = make(core)
+    with caplog.at_level(logging.DEBUG):
+        runner.dispatch(ShutdownRequested())
+    got = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
+    assert got[0] == ("sansproxy", "WARNING", "conn 1: careful")
+    assert got[1] == ("sansproxy", "DEBUG", "detail")
+    assert got[2][0] == "sansproxy.access"
+    assert '"GET /a\\x22b\\x0A HTTP/1.1" 200 12 "-" "ua/1" upstream=127.0.0.1:9000' in got[2][2]
+
+
+def test_access_log_formats() -> None:
+    record = AccessRecord(
+        client=("::1", 1),
+        method="POST",
+        target="/p",
+        http_version="HTTP/2",
+        status=502,
+        request_bytes=3,
+        response_bytes=0,
+        upstream=None,
+        duration=1.5,
+        upstream_ttfb=None,
+        referer="http://r/",
+    )
+    when = datetime(2025, 3, 5, 14, 2, 7, tzinfo=timezone(timedelta(hours=1)))
+    assert format_combined(record, when) == (
+        '::1 - - [05/Mar/2025:14:02:07 +0100] "POST /p HTTP/2" 502 0 "http://r/" "-" '
+        "upstream=- rt=1.500 uht=-"
+    )
+    line = format_json(record, when)
+    assert line.startswith('{"time":"2025-03-05T14:02:07.000+01:00","client":["::1",1],')
+
+
+# -- trio backend with real loopback sockets ------------------------------------------------
+
+
+async def _pair() -> tuple[trio.SocketListener, trio.SocketStream, trio.SocketStream]:
+    (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listener.socket.getsockname()[1]
+    client = await trio.open_tcp_stream("127.0.0.1", port)
+    server = await listener.accept()
+    assert isinstance(server, trio.SocketStream)
+    return listener, client, server
+
+
+async def case_trio_connection_reads_writes_pauses_and_closes() -> None:
+    listener, peer, raw = await _pair()
+    core = FakeCore()
+    async with trio.open_nursery() as nursery:
+        backend = TrioBackend(nursery, ClientContexts(), close_timeout=5)
+        runner = Runner(core, trio.current_time, backend)
+        backend.attach(runner)
+        connection = backend.new_connection(raw)
+        core.script = [[Send(conn=C1, data=b"hello "), Send(conn=C1, data=b"world")]]
+        connection.conn = runner.accept(
+            connection, listener=0, peer=("127.0.0.1", 1), local=("127.0.0.1", 2)
+        )
+        nursery.start_soon(connection.serve_client, raw)
+        got = b""
+        while len(got) < 11:
+            got += await peer.receive_some(100)
+        assert got == b"hello world"
+        await trio.testing.wait_all_tasks_blocked()
+        assert [e for _, e in core.seen][-1] == Written(conn=C1, nbytes=11)
+
+        runner.apply([PauseReading(conn=C1)])
+        await peer.send_all(b"ping")
+        await trio.testing.wait_all_tasks_blocked()
+        # One receive may already be in flight; after it nothing more is read while paused.
+        before = len(core.seen)
+        await peer.send_all(b"more")
+        await trio.sleep(0.05)
+        await trio.testing.wait_all_tasks_blocked()
+        paused_events = core.seen[before:]
+        runner.apply([ResumeReading(conn=C1)])
+        await trio.sleep(0.05)
+        data = b"".join(e.data for _, e in core.seen if isinstance(e, DataReceived))
+        assert data == b"pingmore"
+        assert all(not isinstance(e, DataReceived) or e.data != b"more" for _, e in paused_events)
+
+        core.script = [[Send(conn=C1, data=b"bye"), Close(conn=C1)]]
+        await peer.send_eof()
+        rest = b""
+        while chunk := await peer.receive_some(100):
+            rest += chunk
+        assert rest == b"bye"
+        assert [e for _, e in core.seen][-1] == EofReceived(conn=C1)
+    await peer.aclose()
+    await listener.aclose()
+
+
+async def case_abort_resets_the_peer() -> None:
+    listener, peer, raw = await _pair()
+    core = FakeCore(script=[[Send(conn=C1, data=b"partial"), Close(conn=C1, abort=True)]])
+    async with trio.open_nursery() as nursery:
+        backend = TrioBackend(nursery, ClientContexts(), close_timeout=5)
+        runner = Runner(core, trio.current_time, backend)
+        backend.attach(runner)
+        connection = backend.new_connection(raw)
+        connection.conn = runner.accept(connection, listener=0, peer=("a", 1), local=("b", 2))
+        nursery.start_soon(connection.serve_client, raw)
+        with pytest.raises(trio.BrokenResourceError):  # ECONNRESET
+            await _read_until_eof(peer)
+    await peer.aclose()
+    await listener.aclose()
+
+
+async def case_upstream_connect_success_failure_and_cancel() -> None:
+    (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listener.socket.getsockname()[1]
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    refused_port = closed.getsockname()[1]
+    closed.close()
+    core = FakeCore(
+        script=[
+            [
+                OpenUpstream(conn=ConnId(2), host="127.0.0.1", port=port),
+                OpenUpstream(conn=ConnId(3), host="127.0.0.1", port=refused_port),
+                OpenUpstream(conn=ConnId(4), host="127.0.0.1", port=port),
+                Close(conn=ConnId(4)),
+            ],
+        ]
+    )
+    async with trio.open_nursery() as nursery:
+        backend = TrioBackend(nursery, ClientContexts(), close_timeout=5)
+        runner = Runner(core, trio.current_time, backend)
+        backend.attach(runner)
+        runner.dispatch(ShutdownRequested())
+        server = await listener.accept()
+        with trio.fail_after(5):
+            while len(core.seen) < 3:
+                await trio.sleep(0.01)
+        await trio.sleep(0.1)
+        events = [e for _, e in core.seen[1:]]
+        assert UpstreamConnected(conn=ConnId(2)) in events
+        assert any(isinstance(e, UpstreamFailed) and e.conn == ConnId(3) for e in events)
+        assert all(getattr(e, "conn", None) != ConnId(4) for e in events)
+        runner.apply([Close(conn=ConnId(2))])
+        assert await server.receive_some(10) == b""
+        await server.aclose()
+        with trio.fail_after(5):
+            await backend.wait_idle()
+        nursery.cancel_scope.cancel()
+    await listener.aclose()
+
+
+async def case_timer_fires_at_deadlines_with_mock_clock() -> None:
+    fired: list[float] = []
+    core = FakeCore()
+    async with trio.open_nursery() as nursery:
+        backend = TrioBackend(nursery, ClientContexts(), close_timeout=5)
+        runner = Runner(core, trio.current_time, backend)
+        backend.attach(runner)
+        nursery.start_soon(
+            backend.timer.run, lambda: (fired.append(trio.current_time()), runner.on_timer())
+        )
+        start = trio.current_time()
+        core.deadline = start + 10
+        runner.dispatch(ShutdownRequested())  # arms 10 s ahead
+        core.deadline = start + 3
+        runner.dispatch(ShutdownRequested())  # moved earlier
+        await trio.sleep(2.9)
+        assert fired == []
+        core.deadline = None  # after firing there is nothing more
+        await trio.sleep(0.2)
+        assert fired == [start + 3]
+        await trio.sleep(100)
+        assert len(fired) == 1
+        nursery.cancel_scope.cancel()
+
+
+async def _read_until_eof(stream: trio.SocketStream) -> None:
+    while await stream.receive_some(100):
+        pass
+
+
+def test_mock_clock_timer() -> None:
+    trio.run(
+        case_timer_fires_at_deadlines_with_mock_clock,
+        clock=trio.testing.MockClock(autojump_threshold=0),
+    )
+
+
+def test_trio_pieces() -> None:
+    for test in (
+        case_trio_connection_reads_writes_pauses_and_closes,
+        case_abort_resets_the_peer,
+        case_upstream_connect_success_failure_and_cancel,
+    ):
+        trio.run(test)
+
+
+_ = struct
