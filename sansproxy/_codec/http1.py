@@ -13,6 +13,8 @@ h11 exceptions never leave this module: a peer's mistake becomes a
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 import h11
 
 from sansproxy._codec import (
@@ -28,6 +30,9 @@ from sansproxy._codec import (
 )
 
 __all__ = ["ClientCodec", "ServerCodec"]
+
+_PHRASES = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+"""Standard reason phrases, for backends that send an empty one (RFC 9112 §4 allows it)."""
 
 
 class _Codec:
@@ -190,6 +195,8 @@ class ServerCodec(_Codec):
         return self._conn.they_are_waiting_for_100_continue
 
     def send_informational(self, status: int, headers: Headers, reason: bytes = b"") -> bytes:
+        """Write a 1xx response head."""
+        reason = reason or _PHRASES.get(status, b"")
         return (
             self._conn.send(
                 h11.InformationalResponse(status_code=status, headers=headers, reason=reason)
@@ -207,6 +214,7 @@ class ServerCodec(_Codec):
             and self.client_http_version >= b"1.1"
             and all(name != b"content-length" for name, _ in headers)
         )
+        reason = reason or _PHRASES.get(status, b"")
         return (
             self._conn.send(h11.Response(status_code=status, headers=headers, reason=reason)) or b""
         )
