@@ -1,0 +1,31 @@
+"""The README's embedding example runs and shows what the core really does."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sansproxy import OpenUpstream, Send
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_embedding_example_runs_as_documented() -> None:
+    text = README.read_text(encoding="utf-8")
+    [code] = re.findall(r"```python\n(.*?)```", text, re.S)
+    namespace: dict[str, object] = {}
+    exec(compile(code, str(README), "exec"), namespace)
+    assert isinstance(namespace["open_upstream"], OpenUpstream)
+    [send] = namespace["commands"]  # type: ignore[misc]
+    assert isinstance(send, Send)
+    assert send.data.startswith(b"GET / HTTP/1.1\r\nhost: a\r\nvia: 1.1 sansproxy\r\n")
+
+
+def test_quick_start_is_exactly_two_commands() -> None:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Quick start", 1)[1].split("##", 1)[0]
+    [block] = re.findall(r"```console\n(.*?)```", section, re.S)
+    assert block.strip().splitlines() == [
+        "pip install '.[server,test]' && sansproxy demo",
+        "python -m pytest",
+    ]
