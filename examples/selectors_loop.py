@@ -38,6 +38,7 @@ class Conn:
     paused: bool = False
     closing: bool = False  # Close(abort=False): write what is queued, then close
     eof: bool = False
+    half_close: bool = False  # ShutdownWrite: write what is queued, then send FIN
 
 
 class Loop:
@@ -62,6 +63,8 @@ class Loop:
                     self.drop(cmd.conn, reset=True)
                 case sp.Close():
                     self.conns[cmd.conn].closing = True
+                case sp.ShutdownWrite():
+                    self.conns[cmd.conn].half_close = True
                 case sp.PauseReading() | sp.ResumeReading():
                     self.conns[cmd.conn].paused = isinstance(cmd, sp.PauseReading)
                 case sp.Log():
@@ -77,6 +80,9 @@ class Loop:
         c = self.conns[conn]
         if c.closing and not c.out:
             return self.drop(conn)
+        if c.half_close and not c.out:
+            c.half_close = False
+            c.sock.shutdown(socket.SHUT_WR)
         reading = not (c.paused or c.closing or c.connecting or c.eof)
         mask = (R if reading else 0) | (W if c.out or c.connecting else 0)
         if c.sock in self.sel.get_map():

@@ -16,6 +16,7 @@ from sansproxy.commands import (
     ResumeReading,
     Send,
     ShutdownComplete,
+    ShutdownWrite,
     UpstreamTls,
 )
 from sansproxy.config import ProxyConfig, parse_config, quick_config
@@ -58,6 +59,7 @@ __all__ = [
     "Send",
     "ShutdownComplete",
     "ShutdownRequested",
+    "ShutdownWrite",
     "TlsInfo",
     "UpstreamConnected",
     "UpstreamFailed",

@@ -23,6 +23,7 @@ __all__ = [
     "ResumeReading",
     "Send",
     "ShutdownComplete",
+    "ShutdownWrite",
     "UpstreamTls",
 ]
 
@@ -77,6 +78,19 @@ class Close:
 
     conn: ConnId
     abort: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShutdownWrite:
+    """After writing what was sent, end ``conn``'s sending side but keep reading.
+
+    TCP sends FIN (``shutdown(SHUT_WR)``); over TLS, where a half-close does not
+    exist, the adapter may do nothing. The core uses it before a lingering close
+    (RFC 9112 §9.6): the client sees the end of the response at once while its
+    remaining request bytes are still drained. A :class:`Close` follows.
+    """
+
+    conn: ConnId
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,5 +154,13 @@ class ShutdownComplete:
 
 
 Command = (
-    Send | OpenUpstream | Close | PauseReading | ResumeReading | Log | AccessLog | ShutdownComplete
+    Send
+    | OpenUpstream
+    | Close
+    | ShutdownWrite
+    | PauseReading
+    | ResumeReading
+    | Log
+    | AccessLog
+    | ShutdownComplete
 )

@@ -62,6 +62,7 @@ from sansproxy.commands import (
     ResumeReading,
     Send,
     ShutdownComplete,
+    ShutdownWrite,
     UpstreamTls,
 )
 from sansproxy.errors import UsageError
@@ -1026,6 +1027,7 @@ class Proxy:
         client.state = ClientState.LINGER
         client.hold_peer = client.hold_pipeline = False
         self._sync_reading(client)
+        self._out.append(ShutdownWrite(conn=client.conn))
         self._timers.set(
             client.conn, TimerKind.CLIENT_LINGER, self._now + self._timeouts.client_linger
         )

@@ -18,7 +18,9 @@ Theory of operation:
   once reported. Events for a connection that is not in the table are dropped: after the
   core closed a connection it must not hear of it again.
 - The last few ``(now, event)`` pairs are kept; if the core raises (an internal bug) they are
-  logged before the exception propagates, so the failure can be replayed.
+  logged, so the failure can be replayed, the connection the event was about is reset and
+  the server keeps serving everyone else (STYLE.md 3.4). Later commands for that
+  connection are ignored.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from sansproxy.commands import (
     ResumeReading,
     Send,
     ShutdownComplete,
+    ShutdownWrite,
 )
 from sansproxy.events import (
     ConnectionAccepted,
@@ -95,6 +98,9 @@ class Transport(Protocol):
         it may be reported afterwards.
         """
 
+    def shutdown_write(self) -> None:
+        """After the queued bytes, end the sending side (FIN) but keep reading."""
+
     def pause_reading(self) -> None:
         """Stop reading until :meth:`resume_reading`."""
 
@@ -116,6 +122,28 @@ class Backend(Protocol):
 
     def shutdown_complete(self) -> None:
         """The core has closed everything after ``ShutdownRequested``."""
+
+
+class _Discard:
+    """The transport of a connection already reset after a core failure: ignores everything."""
+
+    def send(self, data: bytes) -> None:
+        """Drop ``data``."""
+
+    def close(self, *, abort: bool) -> None:
+        """Nothing left to close."""
+
+    def shutdown_write(self) -> None:
+        """Nothing left to shut down."""
+
+    def pause_reading(self) -> None:
+        """Nothing is read."""
+
+    def resume_reading(self) -> None:
+        """Nothing is read."""
+
+
+_DISCARD: Final = _Discard()
 
 
 class Runner:
@@ -147,6 +175,8 @@ class Runner:
         self._armed: float | None = None
         self._busy = False
         self._recent: deque[tuple[float, Event | None]] = deque(maxlen=_RECENT_EVENTS)
+        self._failed: set[ConnId] = set()
+        """Connections reset after the core raised on them; its commands for them are moot."""
 
     @property
     def open_connections(self) -> int:
@@ -186,7 +216,6 @@ class Runner:
         Raises:
             RuntimeError: Called again from inside a turn (a backend bug), or the core
                 named a connection it never opened.
-            Exception: Whatever the core raises; that is a bug in the core.
         """
         conn = None if isinstance(event, ShutdownRequested) else event.conn
         if conn is not None and conn not in self._transports:
@@ -218,9 +247,12 @@ class Runner:
                         raise RuntimeError(f"core reused open connection id: {command!r}")
                     self._transports[command.conn] = self._backend.open_upstream(command)
                 case Close():
+                    self._failed.discard(command.conn)
                     transport = self._transports.pop(command.conn, None)
                     if transport is not None:
                         transport.close(abort=command.abort)
+                case ShutdownWrite():
+                    self._transport(command.conn, command).shutdown_write()
                 case PauseReading():
                     self._transport(command.conn, command).pause_reading()
                 case ResumeReading():
@@ -246,6 +278,8 @@ class Runner:
         try:
             return self._transports[conn]
         except KeyError:
+            if conn in self._failed:
+                return _DISCARD
             raise RuntimeError(
                 f"core sent a command for a closed connection: {command!r}"
             ) from None
@@ -263,11 +297,19 @@ class Runner:
                 else:
                     commands = self._core.handle(event, now)
             except Exception:
-                logger.error(
+                # A bug in the core. One connection's misfortune must not take the
+                # server down: log the flight recorder so the run can be replayed,
+                # reset the connection the event was about, and keep serving.
+                logger.exception(
                     "the core raised; last events (now, event; None is a timeout):\n%s",
                     "\n".join(f"  {at!r} {seen!r}" for at, seen in self._recent),
                 )
-                raise
+                conn: ConnId | None = getattr(event, "conn", None)
+                transport = self._transports.pop(conn, None) if conn is not None else None
+                if conn is not None and transport is not None:
+                    self._failed.add(conn)
+                    transport.close(abort=True)
+                commands = []
             self.apply(commands)
         finally:
             self._busy = False

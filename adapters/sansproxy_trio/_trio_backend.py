@@ -79,6 +79,13 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+async def _send_eof(stream: trio.abc.Stream) -> None:
+    """Half-close a TCP stream; TLS has no half-close, so it stays open until the close."""
+    if isinstance(stream, trio.abc.HalfCloseableStream):
+        with contextlib.suppress(*_STREAM_ERRORS):
+            await stream.send_eof()
+
+
 class TrioConnection:
     """One connection's queue, reader and writer; the runner's transport for it."""
 
@@ -93,6 +100,7 @@ class TrioConnection:
         self._reading_allowed = trio.Event()
         self._reading_allowed.set()
         self._closing = False
+        self._eof_after_flush = False
         self._aborted = False
         self._scope = trio.CancelScope()
         self._reader_scope = trio.CancelScope()
@@ -116,6 +124,10 @@ class TrioConnection:
             self._reader_scope.cancel()
             self._flush_scope.deadline = trio.current_time() + self._close_timeout
         self._closing = True
+        self._outbox_changed.set()
+
+    def shutdown_write(self) -> None:
+        self._eof_after_flush = True
         self._outbox_changed.set()
 
     def pause_reading(self) -> None:
@@ -203,6 +215,10 @@ class TrioConnection:
             if not self._outbox:
                 if self._closing:
                     return
+                if self._eof_after_flush:
+                    self._eof_after_flush = False
+                    await _send_eof(stream)
+                    continue
                 await self._outbox_changed.wait()
                 self._outbox_changed = trio.Event()
                 continue

@@ -77,6 +77,9 @@ class FakeTransport:
     def close(self, *, abort: bool) -> None:
         self.log.append(f"close abort={abort}")
 
+    def shutdown_write(self) -> None:
+        self.log.append("shutdown write")
+
     def pause_reading(self) -> None:
         self.log.append("pause")
 
@@ -391,3 +394,33 @@ def test_trio_pieces() -> None:
 
 
 _ = struct
+
+
+@dataclass
+class _RaisingCore(FakeCore):
+    """A core with a bug: it raises on one particular piece of data."""
+
+    def handle(self, event: Event, now: float) -> list[Command]:
+        if isinstance(event, DataReceived) and event.data == b"boom":
+            raise ZeroDivisionError("a bug in the core")
+        return super().handle(event, now)
+
+
+def test_a_core_bug_resets_one_connection_and_keeps_serving(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    core = _RaisingCore(script=[[], [], [Send(conn=ConnId(2), data=b"ok")]])
+    runner, _ = make(core)
+    bad, good = FakeTransport(), FakeTransport()
+    bad_id = runner.accept(bad, listener=0, peer=("a", 1), local=("b", 2))
+    good_id = runner.accept(good, listener=0, peer=("a", 3), local=("b", 2))
+    with caplog.at_level(logging.ERROR, logger="sansproxy"):
+        runner.dispatch(DataReceived(conn=bad_id, data=b"boom"))
+    assert "the core raised" in caplog.text
+    assert bad.log == ["close abort=True"]
+    assert not runner.is_open(bad_id)
+    # A late command for the reset connection is ignored; the other one still works.
+    runner.apply([Send(conn=bad_id, data=b"late"), Close(conn=bad_id)])
+    assert bad.log == ["close abort=True"]
+    runner.dispatch(DataReceived(conn=good_id, data=b"fine"))
+    assert good.log == ["send b'ok'"]

@@ -22,7 +22,7 @@ _ROOT = Path(__file__).resolve().parent.parent.parent
 if str(_ROOT) not in sys.path:  # `tests.playbook` under every pytest import mode
     sys.path.insert(0, str(_ROOT))
 
-from sansproxy.commands import Close, OpenUpstream, Send  # noqa: E402
+from sansproxy.commands import Close, OpenUpstream, Send, ShutdownWrite  # noqa: E402
 from sansproxy.config import HeaderPolicy, Limits, ProxyConfig, Timeouts, quick_config  # noqa: E402
 from sansproxy.events import ConnId, DataReceived, EofReceived, UpstreamConnected  # noqa: E402
 from sansproxy.proxy import Proxy, ProxyStatistics  # noqa: E402
@@ -115,7 +115,7 @@ class ProxyKit:
         if pb.actual()[-1] == Close(conn=client):
             assert pb << Close(conn=client)
         else:
-            assert pb
+            assert pb << ShutdownWrite(conn=client)
             assert pb >> EofReceived(conn=client) << Close(conn=client)
 
     @staticmethod

@@ -8,7 +8,7 @@ at the client's EOF or after ``client_linger``.
 
 from __future__ import annotations
 
-from sansproxy.commands import Close, PauseReading, ResumeReading, Send
+from sansproxy.commands import Close, PauseReading, ResumeReading, Send, ShutdownWrite
 from sansproxy.events import ConnectionLost, DataReceived, EofReceived, Written
 from tests.playbook import BytesMatching, Playbook
 
@@ -22,6 +22,7 @@ def test_error_mid_request_discards_the_rest_until_the_client_eof(kit) -> None:
         pb
         >> DataReceived(conn=c, data=TOO_BIG)
         << Send(conn=c, data=kit.error(413))
+        << ShutdownWrite(conn=c)
         # Neither parsed nor forwarded: the rest of the body, or anything else.
         >> DataReceived(conn=c, data=b"defgh")
         >> DataReceived(conn=c, data=b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -34,7 +35,12 @@ def test_error_mid_request_discards_the_rest_until_the_client_eof(kit) -> None:
 def test_lingering_ends_after_client_linger(kit) -> None:
     pb = Playbook(kit.config(max_body_bytes=10, client_linger=5))
     c = pb.accept()
-    assert pb >> DataReceived(conn=c, data=TOO_BIG) << Send(conn=c, data=kit.error(413))
+    assert (
+        pb
+        >> DataReceived(conn=c, data=TOO_BIG)
+        << Send(conn=c, data=kit.error(413))
+        << ShutdownWrite(conn=c)
+    )
     # Bytes keep arriving: they do not extend the wait.
     assert pb.advance(3) >> DataReceived(conn=c, data=b"defgh")
     assert pb.advance(1.9)
@@ -45,7 +51,12 @@ def test_lingering_ends_after_client_linger(kit) -> None:
 def test_client_reset_while_lingering_is_clean(kit) -> None:
     pb = Playbook(kit.config(max_body_bytes=10))
     c = pb.accept()
-    assert pb >> DataReceived(conn=c, data=TOO_BIG) << Send(conn=c, data=kit.error(413))
+    assert (
+        pb
+        >> DataReceived(conn=c, data=TOO_BIG)
+        << Send(conn=c, data=kit.error(413))
+        << ShutdownWrite(conn=c)
+    )
     assert pb >> Written(conn=c, nbytes=len(kit.error(413))) >> ConnectionLost(conn=c)
     kit.assert_clean(pb)
 
@@ -65,6 +76,7 @@ def test_a_paused_client_is_read_again_to_linger(kit) -> None:
         << Close(conn=u, abort=True)
         << Send(conn=c, data=kit.error(502))
         << ResumeReading(conn=c)
+        << ShutdownWrite(conn=c)
         >> DataReceived(conn=c, data=b"x" * 500)
         >> EofReceived(conn=c)
         << Close(conn=c)
@@ -116,6 +128,7 @@ def test_backend_answering_before_the_upload_ends_does_not_cut_the_client_off(ki
             ),
         )
         << Close(conn=u)
+        << ShutdownWrite(conn=c)
         >> DataReceived(conn=c, data=b"d" * 97)
         >> EofReceived(conn=c)
         << Close(conn=c)
