@@ -1,0 +1,110 @@
+"""Running a harness for a time budget: with atheris when it is installed, else hypothesis.
+
+A harness module has ``NAME``, ``SEEDS`` (the starting corpus), ``inputs()``
+(a hypothesis strategy) and ``check(data)`` (raises on a broken invariant).
+
+Hypothesis mode runs every seed once, then batches of ``@given`` examples
+with fresh randomness (``derandomize=False``) until the budget is spent; a
+failure is shrunk and reported by hypothesis as the minimal falsifying input.
+Atheris mode needs a process of its own (``atheris.Fuzz()`` exits when done),
+so :func:`run_atheris` is only called from ``python -m fuzz``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from hypothesis import HealthCheck, Phase, given, settings
+
+HARNESSES = {"client": "fuzz.fuzz_client_bytes", "backend": "fuzz.fuzz_backend_bytes"}
+BATCH = 50
+
+
+@dataclass
+class Report:
+    harness: str
+    engine: str
+    examples: int
+    seconds: float
+
+    def __str__(self) -> str:
+        return (
+            f"{self.harness}: {self.examples} inputs in {self.seconds:.1f}s "
+            f"({self.engine}), no invariant broken"
+        )
+
+
+def load(name: str) -> ModuleType:
+    return importlib.import_module(HARNESSES[name])
+
+
+def atheris_available() -> bool:
+    try:
+        import atheris  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run_hypothesis(name: str, seconds: float) -> Report:
+    """Fuzz harness ``name`` with hypothesis for about ``seconds`` (raises on a failure)."""
+    harness = load(name)
+    start = time.monotonic()
+    deadline = start + seconds
+    count = 0
+    for seed in harness.SEEDS:
+        harness.check(seed)
+        count += 1
+
+    @settings(
+        max_examples=BATCH,
+        deadline=None,
+        database=None,
+        derandomize=False,
+        phases=(Phase.generate, Phase.shrink),
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(harness.inputs())
+    def batch(data: bytes) -> None:
+        nonlocal count
+        if time.monotonic() > deadline:
+            return  # budget spent: finish the batch without work
+        count += 1
+        harness.check(data)
+
+    while time.monotonic() < deadline:
+        batch()
+    return Report(name, "hypothesis", count, time.monotonic() - start)
+
+
+def run_atheris(name: str, seconds: int) -> None:
+    """Fuzz harness ``name`` with atheris for ``seconds``; exits the process when done."""
+    import atheris
+
+    with atheris.instrument_imports(include=["sansproxy", "h11"]):
+        import h11  # noqa: F401
+
+        import sansproxy  # noqa: F401
+    harness = load(name)
+    work = Path(tempfile.mkdtemp(prefix=f"sansproxy-fuzz-{name}-"))
+    corpus = work / "corpus"
+    corpus.mkdir()
+    for i, seed in enumerate(harness.SEEDS):
+        (corpus / f"seed-{i:03d}").write_bytes(seed)
+    print(f"{name}: atheris corpus and crash artifacts in {work}", flush=True)
+    args = [
+        sys.argv[0],
+        f"-max_total_time={seconds}",
+        "-timeout=60",
+        f"-artifact_prefix={work}/",
+        "-print_final_stats=1",
+        str(corpus),
+    ]
+    atheris.Setup(args, harness.test_one_input)
+    atheris.Fuzz()

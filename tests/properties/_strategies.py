@@ -1,0 +1,343 @@
+"""Strategies and small drivers shared by the property suites.
+
+A :class:`RequestSpec` or :class:`ResponseSpec` describes one message as the
+peer sends it; :func:`serialize_request` turns a spec into the bytes an h11
+client writes, :func:`reply_of` into what a fake backend's handler returns.
+:class:`Scenario` is a random script of client and backend actions that
+:func:`play` runs on a fresh :class:`~tests.simnet.SimNet`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import h11
+from hypothesis import strategies as st
+
+from sansproxy.config import Limits, Timeouts
+from tests.simnet import (
+    Chunker,
+    FakeBackend,
+    FakeClient,
+    Handler,
+    HeaderPairs,
+    Reply,
+    SimNet,
+    cycling,
+    simple_config,
+    whole,
+)
+
+BACKENDS = (("10.0.0.1", 80), ("10.0.0.2", 80))
+
+SMALL_LIMITS = Limits(
+    max_header_bytes=4096,
+    buffer_high_water=2048,
+    buffer_low_water=512,
+    retry_buffer_bytes=1024,
+)
+"""Watermarks (and a head limit, which is part of the buffer bound) small enough that
+a few kilobytes of body exercise backpressure."""
+
+SHORT_TIMEOUTS = Timeouts(
+    client_header=5.0,
+    client_keepalive=10.0,
+    client_body=5.0,
+    upstream_connect=2.0,
+    upstream_header=10.0,
+    upstream_body=10.0,
+    upstream_keepalive=10.0,
+    tunnel_idle=30.0,
+    drain=5.0,
+)
+
+# -- message strategies ------------------------------------------------------------------
+
+tokens = st.from_regex(r"[a-z][a-z0-9]{0,7}", fullmatch=True)
+header_values = st.from_regex(r"[!-~]([ !-~]{0,20}[!-~])?", fullmatch=True)
+paths = st.from_regex(r"/[A-Za-z0-9._~/-]{0,20}(\?[a-z0-9=&]{0,10})?", fullmatch=True)
+extra_headers = st.lists(
+    st.tuples(tokens.map(lambda t: "x-e2e-" + t), header_values),
+    max_size=4,
+    unique_by=lambda h: h[0],
+)
+
+
+def pieces_of(body: bytes, cuts: Sequence[int]) -> tuple[bytes, ...]:
+    """Split ``body`` at the given offsets (out-of-range and repeated cuts are ignored)."""
+    points = sorted({c for c in cuts if 0 < c < len(body)})
+    bounds = [0, *points, len(body)]
+    return tuple(body[a:b] for a, b in itertools.pairwise(bounds))
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """One request as the client sends it (body split in ``pieces`` for chunked framing)."""
+
+    method: str
+    target: str
+    headers: tuple[tuple[str, str], ...]
+    pieces: tuple[bytes, ...]
+    chunked: bool
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.pieces)
+
+
+@dataclass(frozen=True)
+class ResponseSpec:
+    """One response as the backend sends it."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    pieces: tuple[bytes, ...]
+    chunked: bool
+
+    @property
+    def body(self) -> bytes:
+        return b"" if self.status in (204, 304) else b"".join(self.pieces)
+
+
+@st.composite
+def bodies(draw: st.DrawFn, max_size: int = 3000) -> tuple[bytes, ...]:
+    body = draw(st.binary(max_size=max_size))
+    cuts = draw(st.lists(st.integers(0, max(len(body), 1)), max_size=5))
+    return pieces_of(body, cuts)
+
+
+@st.composite
+def requests(
+    draw: st.DrawFn, methods: Sequence[str] = ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+) -> RequestSpec:
+    method = draw(st.sampled_from(methods))
+    body = draw(bodies()) if method in ("POST", "PUT", "PATCH") else ()
+    return RequestSpec(
+        method=method,
+        target=draw(paths),
+        headers=tuple(draw(extra_headers)),
+        pieces=body,
+        chunked=draw(st.booleans()),
+    )
+
+
+@st.composite
+def responses(draw: st.DrawFn) -> ResponseSpec:
+    status = draw(st.sampled_from([200, 201, 204, 206, 301, 304, 404, 418, 500, 503]))
+    return ResponseSpec(
+        status=status,
+        headers=tuple(draw(extra_headers)),
+        pieces=draw(bodies()),
+        chunked=draw(st.booleans()),
+    )
+
+
+def chunkers() -> st.SearchStrategy[tuple[int, ...]]:
+    """Piece sizes for :func:`tests.simnet.cycling` (shrinks towards byte by byte)."""
+    sizes = st.one_of(st.integers(1, 97), st.integers(98, 70_000))
+    return st.lists(sizes, min_size=1, max_size=8).map(tuple)
+
+
+def serialize_request(spec: RequestSpec) -> bytes:
+    """The bytes an h11 client writes for ``spec`` (framing headers added)."""
+    conn = h11.Connection(h11.CLIENT)
+    headers: list[tuple[str, str]] = [("host", "example.com"), *spec.headers]
+    if spec.chunked:
+        headers.append(("transfer-encoding", "chunked"))
+    elif spec.pieces or spec.method in ("POST", "PUT", "PATCH"):
+        headers.append(("content-length", str(len(spec.body))))
+    out = conn.send(h11.Request(method=spec.method, target=spec.target, headers=headers)) or b""
+    for piece in spec.pieces:
+        if piece:
+            out += conn.send(h11.Data(data=piece)) or b""
+    return out + (conn.send(h11.EndOfMessage()) or b"")
+
+
+def reply_of(spec: ResponseSpec) -> Reply:
+    """What a fake backend's handler returns for ``spec``."""
+    headers: list[tuple[bytes | str, bytes | str]] = list(spec.headers)
+    if spec.chunked:
+        headers.append(("transfer-encoding", "chunked"))
+    else:
+        headers.append(("content-length", str(len(spec.body))))
+    return spec.status, headers, spec.pieces
+
+
+def replying(specs: Sequence[ResponseSpec]) -> Handler:
+    """A handler answering the n-th request with ``specs[n % len(specs)]``."""
+    counter = itertools.count()
+
+    def handle(request: h11.Request, body: bytes) -> Reply:
+        return reply_of(specs[next(counter) % len(specs)])
+
+    return handle
+
+
+def send_spec(client: FakeClient, spec: RequestSpec, headers: HeaderPairs = ()) -> None:
+    """Send ``spec`` from an h11 client (``headers`` are added to the spec's)."""
+    client.request(
+        spec.method,
+        spec.target,
+        headers=[*spec.headers, *headers],
+        body=list(spec.pieces),
+        chunked=spec.chunked,
+    )
+
+
+# -- random scenarios ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One action of a :class:`Scenario` (``who`` is a client or backend index)."""
+
+    kind: str
+    who: int = 0
+    request: RequestSpec | None = None
+    seconds: float = 0.0
+    flag: bool = False
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A random script of actions against a proxy with two backends."""
+
+    steps: tuple[Step, ...]
+    client_sizes: tuple[int, ...] = (65536,)
+    backend_sizes: tuple[int, ...] = (65536,)
+    read_size: int = 65536
+    response: ResponseSpec = field(
+        default_factory=lambda: ResponseSpec(200, (), (b"ok",), chunked=False)
+    )
+
+
+request_steps = st.builds(Step, kind=st.just("request"), who=st.integers(0, 3), request=requests())
+steps = st.one_of(
+    request_steps,
+    request_steps,
+    request_steps,
+    st.builds(
+        Step, kind=st.sampled_from(["abort", "close", "stall", "resume"]), who=st.integers(0, 3)
+    ),
+    st.builds(
+        Step,
+        kind=st.just("advance"),
+        seconds=st.sampled_from([0.0, 0.5, 1.0, 2.5, 5.0, 10.0, 11.0, 30.0]),
+    ),
+    st.builds(Step, kind=st.sampled_from(["kill", "slow"]), who=st.integers(0, 1)),
+    st.builds(Step, kind=st.just("refuse"), who=st.integers(0, 1), flag=st.booleans()),
+    st.builds(
+        Step,
+        kind=st.just("die_midway"),
+        who=st.integers(0, 1),
+        size=st.sampled_from([0, 10, 60, 200, 1000]),
+    ),
+)
+
+big_bodies = st.integers(0, 12_000).map(lambda n: (bytes(i % 251 for i in range(n)),))
+scenario_responses = st.one_of(
+    responses(),
+    st.builds(
+        ResponseSpec,
+        status=st.just(200),
+        headers=st.just(()),
+        pieces=big_bodies,
+        chunked=st.booleans(),
+    ),
+)
+
+scenarios = st.builds(
+    Scenario,
+    steps=st.lists(steps, max_size=30).map(tuple),
+    client_sizes=chunkers(),
+    backend_sizes=chunkers(),
+    read_size=st.sampled_from([16, 512, 4096, 65536]),
+    response=scenario_responses,
+)
+
+
+@dataclass
+class World:
+    """A network built for a scenario."""
+
+    net: SimNet
+    backends: list[FakeBackend]
+    clients: list[FakeClient]
+    client_chunker: Chunker = whole
+
+
+def build(scenario: Scenario, *, seed: int = 0) -> World:
+    """A fresh network for ``scenario``: two backends, small limits, short timeouts."""
+    config = simple_config(BACKENDS, limits=SMALL_LIMITS, timeouts=SHORT_TIMEOUTS)
+    net = SimNet(config, seed=seed, read_size=scenario.read_size)
+    handler = replying([scenario.response])
+    backends = []
+    for host, port in BACKENDS:
+        backend = net.add_backend(host, port, handler)
+        backend.chunker = cycling(scenario.backend_sizes)
+        backends.append(backend)
+    return World(net, backends, [], cycling(scenario.client_sizes))
+
+
+def play(scenario: Scenario, *, seed: int = 0) -> World:
+    """Run every step of ``scenario`` (steps that make no sense at the time are skipped)."""
+    world = build(scenario, seed=seed)
+    net = world.net
+    for step in scenario.steps:
+        apply_step(world, step)
+        net.run()
+    return world
+
+
+def apply_step(world: World, step: Step) -> None:
+    net = world.net
+    if step.kind == "advance":
+        net.advance(step.seconds)
+        return
+    if step.kind in ("kill", "refuse", "slow", "die_midway"):
+        backend = world.backends[step.who % len(world.backends)]
+        if step.kind == "kill":
+            backend.kill()
+        elif step.kind == "refuse":
+            backend.refuse = step.flag
+        elif step.kind == "slow":
+            backend.delay = 0.0 if backend.delay else 3.0
+        else:
+            backend.die_after = step.size or None
+        return
+    clients = [c for c in world.clients if not c.closed]
+    if step.kind == "request":
+        idle = [c for c in clients if c.idle]
+        if step.who < len(idle):
+            client = idle[step.who]
+        elif len(world.clients) < 6:
+            client = net.client(chunker=world.client_chunker)
+            world.clients.append(client)
+        else:
+            return
+        assert step.request is not None
+        send_spec(client, step.request)
+        return
+    if not clients:
+        return
+    client = clients[step.who % len(clients)]
+    if step.kind == "abort":
+        client.abort()
+    elif step.kind == "close":
+        client.close()
+    elif step.kind == "stall":
+        client.reading = False
+    elif step.kind == "resume":
+        client.reading = True
+
+
+def wind_down(world: World) -> None:
+    """Let every client read, close every client, and let time run out."""
+    for client in world.clients:
+        client.reading = True
+        if not client.closed:
+            client.close()
+    world.net.quiesce()

@@ -1,0 +1,33 @@
+"""Smoke test of the fuzz harnesses: each runs for a couple of seconds inside pytest.
+
+This always uses the hypothesis engine (atheris exits its process when done).
+Every seed is run first, so the smuggling-shaped corpus is checked on every
+test run; a long hunt is ``python -m fuzz --seconds 600`` (or ``nox -s fuzz``).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from fuzz.driver import HARNESSES, load, run_hypothesis
+
+SECONDS = 2.0
+
+
+@pytest.mark.parametrize("name", sorted(HARNESSES))
+def test_harness_runs_clean(name: str) -> None:
+    report = run_hypothesis(name, SECONDS)
+    assert report.examples > len(load(name).SEEDS)
+
+
+@pytest.mark.parametrize("name", sorted(HARNESSES))
+def test_harness_detects_a_broken_invariant(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A core that crashes on any input must be reported, not swallowed.
+    from sansproxy import Proxy
+
+    def crash(self: Proxy, event: object, now: float) -> list[object]:
+        raise RuntimeError("planted crash")
+
+    monkeypatch.setattr(Proxy, "handle", crash)
+    with pytest.raises(RuntimeError, match="planted crash"):
+        load(name).check(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
