@@ -13,7 +13,12 @@ import nox
 
 PYTHONS = ["3.11", "3.12", "3.13"]
 LINT_PATHS = ["sansproxy", "adapters", "tests", "fuzz", "examples", "noxfile.py"]
-TYPED_PATHS = ["sansproxy", "adapters/sansproxy_trio"]
+TYPED_PATHS = [
+    "sansproxy",
+    "adapters/sansproxy_io",
+    "adapters/sansproxy_trio",
+    "adapters/sansproxy_asyncio",
+]
 FUZZ_SECONDS = os.environ.get("FUZZ_SECONDS", "60")
 
 nox.options.sessions = ["lint", "typecheck", "tests"]

@@ -22,6 +22,7 @@ from sansproxy.commands import (
 from sansproxy.config import ProxyConfig, parse_config, quick_config
 from sansproxy.errors import ConfigError, SansproxyError, UsageError
 from sansproxy.events import (
+    ConfigReloaded,
     ConnectionAccepted,
     ConnectionLost,
     ConnId,
@@ -42,6 +43,7 @@ __all__ = [
     "Close",
     "Command",
     "ConfigError",
+    "ConfigReloaded",
     "ConnId",
     "ConnectionAccepted",
     "ConnectionLost",

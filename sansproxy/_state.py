@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import Enum, auto
 
 from sansproxy._codec.http1 import ClientCodec, ServerCodec
-from sansproxy.config import Listener, Server, Upstream
+from sansproxy.config import Server, Upstream
 from sansproxy.events import ConnId, TlsInfo
 
 __all__ = ["ClientConn", "ClientState", "Exchange", "UpstreamConn", "UpstreamState"]
@@ -67,13 +67,14 @@ class ClientConn(_Side):
         self,
         conn: ConnId,
         *,
-        listener: Listener,
+        listener: int,
         peer: tuple[str, int],
         tls: TlsInfo | None,
         max_header_bytes: int,
     ) -> None:
         super().__init__(conn)
         self.listener = listener
+        """Index of the listener in the configuration (which a reload may replace)."""
         self.peer = peer
         self.tls = tls
         self.codec = ServerCodec(max_header_bytes=max_header_bytes)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, fields
 from sansproxy.errors import ConfigError
 
 __all__ = [
+    "LOOPS",
     "QUICK_UPSTREAM_NAME",
     "HeaderPolicy",
     "Limits",
@@ -33,6 +34,7 @@ __all__ = [
     "LogSettings",
     "ProxyConfig",
     "Server",
+    "ServerSettings",
     "Timeouts",
     "Upstream",
     "parse_config",
@@ -162,6 +164,22 @@ class HeaderPolicy:
     """Response headers removed before a response reaches the client (lower case)."""
 
 
+LOOPS = ("trio", "asyncio", "uvloop")
+"""Event loops the server script can run the core on."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerSettings:
+    """How the server script runs the core: which event loop, how many processes.
+
+    ``workers`` is a count, or 0 for one worker per CPU (``"auto"`` in TOML).
+    Both are read once at start-up; a reload does not change them.
+    """
+
+    loop: str = "trio"
+    workers: int = 1
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LogSettings:
     """Where logs go; the core only emits records, the adapter writes them."""
@@ -182,6 +200,7 @@ class ProxyConfig:
     limits: Limits = Limits()
     headers: HeaderPolicy = HeaderPolicy()
     logging: LogSettings = LogSettings()
+    server: ServerSettings = ServerSettings()
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,7 +264,7 @@ _LOG_LEVELS = ("debug", "info", "warning", "error")
 _ACCESS_LOG_FORMATS = ("combined", "json")
 _ALWAYS_HIDDEN = ("server", "x-powered-by")
 
-_TOP_KEYS = ("listeners", "upstreams", "timeouts", "limits", "headers", "logging")
+_TOP_KEYS = ("listeners", "upstreams", "timeouts", "limits", "headers", "logging", "server")
 _LISTENER_KEYS = ("address", "upstream", "certificate", "private_key")
 _UPSTREAM_KEYS = ("servers", "host_header", "tls_verify", "ca_file", "server_name")
 
@@ -445,6 +464,7 @@ def _proxy_config(document: dict[str, object]) -> ProxyConfig:
         limits=_limits(document.get("limits", {})),
         headers=_headers(document.get("headers", {})),
         logging=_logging(document.get("logging", {})),
+        server=_server(document.get("server", {})),
     )
 
 
@@ -676,6 +696,21 @@ def _headers(value: object) -> HeaderPolicy:
         via=via,
         server=server,
         hide_response_headers=tuple(hidden),
+    )
+
+
+def _server(value: object) -> ServerSettings:
+    table = _table(value, "server")
+    _check_keys(table, "server", [f.name for f in fields(ServerSettings)])
+    default = ServerSettings()
+    workers = table.get("workers", default.workers)
+    if workers == "auto":
+        workers = 0
+    elif isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 256:
+        raise _Invalid("server.workers", 'must be "auto" or a whole number from 1 to 256')
+    return ServerSettings(
+        loop=_choice(table.get("loop", default.loop), "server.loop", LOOPS),
+        workers=workers,
     )
 
 

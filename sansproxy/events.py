@@ -9,9 +9,13 @@ can be replayed exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NewType
+from typing import TYPE_CHECKING, NewType
+
+if TYPE_CHECKING:
+    from sansproxy.config import ProxyConfig
 
 __all__ = [
+    "ConfigReloaded",
     "ConnId",
     "ConnectionAccepted",
     "ConnectionLost",
@@ -113,6 +117,19 @@ class ShutdownRequested:
     drain_timeout: float | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigReloaded:
+    """The operator changed the configuration; new requests follow ``config``.
+
+    Connections and exchanges in flight finish as they started (a tunnel is not
+    cut, a request keeps its upstream group); idle pooled connections to servers
+    that are gone are closed. The listeners must be the same ones, in the same
+    order: the adapter owns the sockets and refuses other changes.
+    """
+
+    config: ProxyConfig
+
+
 Event = (
     ConnectionAccepted
     | DataReceived
@@ -122,4 +139,5 @@ Event = (
     | UpstreamFailed
     | Written
     | ShutdownRequested
+    | ConfigReloaded
 )

@@ -67,6 +67,7 @@ from sansproxy.commands import (
 )
 from sansproxy.errors import UsageError
 from sansproxy.events import (
+    ConfigReloaded,
     ConnectionAccepted,
     ConnectionLost,
     ConnId,
@@ -141,6 +142,7 @@ class Proxy:
         self._timeouts = config.timeouts
         self._rules = HeaderRules(config.headers)
         self._balancers = {name: RoundRobin(up) for name, up in config.upstreams.items()}
+        self._servers = _all_servers(config)
         self._clients: dict[ConnId, ClientConn] = {}
         self._upstreams: dict[ConnId, UpstreamConn] = {}
         self._idle: dict[Server, list[UpstreamConn]] = {}
@@ -239,6 +241,8 @@ class Proxy:
                     self._on_upstream_failed(upstream, event.reason)
             case ShutdownRequested():
                 self._on_shutdown(event.drain_timeout)
+            case ConfigReloaded():
+                self._on_reload(event.config)
             case _:
                 assert_never(event)
 
@@ -277,7 +281,7 @@ class Proxy:
             return
         client = ClientConn(
             conn,
-            listener=self._config.listeners[event.listener],
+            listener=event.listener,
             peer=event.peer,
             tls=event.tls,
             max_header_bytes=self._limits.max_header_bytes,
@@ -492,7 +496,7 @@ class Proxy:
 
     def _request_head(self, client: ClientConn, head: RequestHead) -> None:
         self._timers.cancel(client.conn)
-        group = self._config.upstreams[client.listener.upstream]
+        group = self._config.upstreams[self._config.listeners[client.listener].upstream]
         exchange = Exchange(
             client,
             method=head.method,
@@ -515,7 +519,7 @@ class Proxy:
         headers = self._rules.upstream_request(
             head.headers,
             client_ip=client.peer[0],
-            proto="https" if client.listener.tls else "http",
+            proto="https" if client.tls is not None else "http",
             http_version=head.http_version,
             host_override=host_override,
             upgrade=exchange.upgrade,
@@ -863,6 +867,9 @@ class Proxy:
         self._next_request(client)
 
     def _pool(self, upstream: UpstreamConn) -> None:
+        if upstream.server not in self._servers:  # removed by a reload
+            self._drop_upstream(upstream, abort=False)
+            return
         idle = self._idle.setdefault(upstream.server, [])
         if len(idle) >= self._limits.max_idle_per_server:
             self._drop_upstream(upstream, abort=False)
@@ -1005,7 +1012,9 @@ class Proxy:
                 method=b"-",
                 target=b"-",
                 client_version=client.codec.client_http_version,
-                upstream_group=self._config.upstreams[client.listener.upstream],
+                upstream_group=self._config.upstreams[
+                    self._config.listeners[client.listener].upstream
+                ],
                 started_at=self._now,
             )
             self._exchanges += 1
@@ -1123,6 +1132,29 @@ class Proxy:
             self._log("warning", f"{where}: response body stalled (no progress)", upstream.conn)
             self._abort_client(exchange.client)
 
+    # -- reload ------------------------------------------------------------
+
+    def _on_reload(self, config: ProxyConfig) -> None:
+        if len(config.listeners) != len(self._config.listeners):
+            raise UsageError("a reload cannot add or remove listeners")
+        old = self._config
+        self._config = config
+        self._limits = config.limits
+        self._timeouts = config.timeouts
+        self._rules = HeaderRules(config.headers)
+        self._balancers = {
+            name: self._balancers[name]
+            if name in self._balancers and old.upstreams[name].servers == upstream.servers
+            else RoundRobin(upstream)
+            for name, upstream in config.upstreams.items()
+        }
+        self._servers = _all_servers(config)
+        for server, idle in list(self._idle.items()):
+            if server not in self._servers:
+                for upstream in list(idle):
+                    self._drop_upstream(upstream, abort=False)
+        self._log("info", "configuration reloaded")
+
     # -- shutdown ----------------------------------------------------------
 
     def _on_shutdown(self, drain_timeout: float | None) -> None:
@@ -1149,3 +1181,8 @@ class Proxy:
             self._shutdown_reported = True
             self._timers.cancel(_DRAIN_OWNER)
             self._out.append(ShutdownComplete())
+
+
+def _all_servers(config: ProxyConfig) -> frozenset[Server]:
+    """Every backend server the configuration names."""
+    return frozenset(server for up in config.upstreams.values() for server in up.servers)

@@ -17,7 +17,7 @@ _ROOT = Path(__file__).resolve().parent.parent
 
 # Let the tests run from a checkout where nothing is installed: the core lives at the top of
 # the tree, the trio adapter under adapters/. An installed copy always wins.
-for _name, _folder in (("sansproxy", _ROOT), ("sansproxy_trio", _ROOT / "adapters")):
+for _name, _folder in (("sansproxy", _ROOT), ("sansproxy_io", _ROOT / "adapters")):
     if importlib.util.find_spec(_name) is None:
         sys.path.insert(0, str(_folder))
 

@@ -10,7 +10,7 @@ Public API:
 The adapter moves bytes and nothing else: every HTTP decision is the core's.
 """
 
-from sansproxy_trio._runner import ACCESS_LOGGER, LOGGER
+from sansproxy_io.runner import ACCESS_LOGGER, LOGGER
 from sansproxy_trio._serve import ListenError, serve_trio
 
 __all__ = ["ACCESS_LOGGER", "LOGGER", "ListenError", "serve_trio"]

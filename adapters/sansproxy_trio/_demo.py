@@ -15,7 +15,7 @@ import h11
 import trio
 
 from sansproxy.config import quick_config
-from sansproxy_trio._runner import LOGGER
+from sansproxy_io.runner import LOGGER
 from sansproxy_trio._serve import serve_trio
 
 __all__ = ["BACKENDS", "run_demo", "serve_demo_backend"]

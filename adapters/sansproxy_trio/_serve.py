@@ -25,8 +25,8 @@ import trio
 from sansproxy import Proxy
 from sansproxy.config import ProxyConfig
 from sansproxy.events import ShutdownRequested, TlsInfo
-from sansproxy_trio._runner import LOGGER, Runner
-from sansproxy_trio._tls import (
+from sansproxy_io.runner import LOGGER, Runner
+from sansproxy_io.tls import (
     ClientContexts,
     capture_sni,
     server_context,

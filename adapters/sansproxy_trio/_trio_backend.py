@@ -2,7 +2,7 @@
 
 Theory of operation:
 
-- A :class:`TrioConnection` is the :class:`~sansproxy_trio._runner.Transport` of one client
+- A :class:`TrioConnection` is the :class:`~sansproxy_io.runner.Transport` of one client
   or upstream connection. Everything it does runs inside its own cancel scope, so an abort,
   a ``Close`` while connecting, or the server going away all stop it at once.
 - Its reader calls ``receive_some(65536)`` while reading is not paused and reports
@@ -41,8 +41,8 @@ from sansproxy.events import (
     UpstreamFailed,
     Written,
 )
-from sansproxy_trio._runner import Runner
-from sansproxy_trio._tls import ClientContexts, tls_info
+from sansproxy_io.runner import Runner
+from sansproxy_io.tls import ClientContexts, tls_info
 
 __all__ = ["TrioBackend", "TrioConnection", "TrioTimer", "set_nodelay"]
 
@@ -281,7 +281,7 @@ class TrioTimer:
 
 
 class TrioBackend:
-    """The runner's :class:`~sansproxy_trio._runner.Backend` on trio.
+    """The runner's :class:`~sansproxy_io.runner.Backend` on trio.
 
     Args:
         nursery: Where connect and connection tasks run.

@@ -34,11 +34,11 @@ import trio
 
 from sansproxy.config import ProxyConfig, parse_config, quick_config
 from sansproxy.errors import ConfigError
-from sansproxy_trio._accesslog import ACCESS_LOG_FORMATS
+from sansproxy_io.accesslog import ACCESS_LOG_FORMATS
+from sansproxy_io.runner import ACCESS_LOGGER, LOGGER
+from sansproxy_io.tls import ClientContexts, server_context
 from sansproxy_trio._demo import run_demo
-from sansproxy_trio._runner import ACCESS_LOGGER, LOGGER
 from sansproxy_trio._serve import ListenError, serve_trio
-from sansproxy_trio._tls import ClientContexts, server_context
 
 __all__ = ["main"]
 

@@ -35,9 +35,9 @@ from sansproxy.events import (
     UpstreamFailed,
     Written,
 )
-from sansproxy_trio._accesslog import format_combined, format_json
-from sansproxy_trio._runner import Runner
-from sansproxy_trio._tls import ClientContexts
+from sansproxy_io.accesslog import format_combined, format_json
+from sansproxy_io.runner import Runner
+from sansproxy_io.tls import ClientContexts
 from sansproxy_trio._trio_backend import TrioBackend
 
 

@@ -1135,3 +1135,44 @@ def test_every_key_is_documented() -> None:
         assert f"`listeners[].{key}`" in text
     for key in ("servers", "host_header", "tls_verify", "ca_file", "server_name"):
         assert f"`upstreams.<name>.{key}`" in text
+
+
+MINIMAL = '[[listeners]]\naddress = "127.0.0.1:8080"\n[upstreams.app]\nservers = ["http://127.0.0.1:9000"]\n'
+
+
+@pytest.mark.parametrize(
+    ("server", "loop", "workers"),
+    [
+        ("", "trio", 1),
+        ('loop = "asyncio"\nworkers = 4', "asyncio", 4),
+        ('loop = "UVLOOP"\nworkers = "auto"', "uvloop", 0),
+    ],
+)
+def test_server_section(server: str, loop: str, workers: int) -> None:
+    config = parse_config(MINIMAL + "[server]\n" + server, "p.toml")
+    assert (config.server.loop, config.server.workers) == (loop, workers)
+
+
+WORKERS_PROBLEM = 'p.toml: server.workers: must be "auto" or a whole number from 1 to 256'
+
+
+@pytest.mark.parametrize(
+    ("server", "message"),
+    [
+        ('loop = "gevent"', "p.toml: server.loop: must be one of trio, asyncio, uvloop"),
+        ("workers = 0", WORKERS_PROBLEM),
+        (
+            "workers = true",
+            'p.toml: server.workers: must be "auto" or a whole number from 1 to 256',
+        ),
+        (
+            'workers = "many"',
+            'p.toml: server.workers: must be "auto" or a whole number from 1 to 256',
+        ),
+        ("threads = 2", "p.toml: server.threads: unknown key"),
+    ],
+)
+def test_server_section_errors(server: str, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config(MINIMAL + "[server]\n" + server, "p.toml")
+    assert str(raised.value).startswith(message)

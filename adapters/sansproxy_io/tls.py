@@ -85,9 +85,11 @@ def _remember_sni(
 class HandshakeFacts(Protocol):
     """What a finished TLS connection can tell (``ssl.SSLObject``, ``trio.SSLStream``)."""
 
-    def selected_alpn_protocol(self) -> str | None: ...
+    def selected_alpn_protocol(self) -> str | None:
+        """The protocol ALPN agreed on, if any."""
 
-    def version(self) -> str | None: ...
+    def version(self) -> str | None:
+        """The TLS version in use."""
 
 
 def tls_info(ssl_object: HandshakeFacts, server_name: str | None) -> TlsInfo:

@@ -48,11 +48,10 @@ from sansproxy.events import (
     ConnectionLost,
     ConnId,
     Event,
-    ShutdownRequested,
     TlsInfo,
     UpstreamFailed,
 )
-from sansproxy_trio._accesslog import format_record
+from sansproxy_io.accesslog import format_record
 
 __all__ = ["ACCESS_LOGGER", "LOGGER", "Backend", "Core", "Runner", "Transport"]
 
@@ -76,13 +75,17 @@ access_logger = logging.getLogger(ACCESS_LOGGER)
 class Core(Protocol):
     """The part of :class:`sansproxy.Proxy` a runner drives."""
 
-    def allocate_id(self) -> ConnId: ...
+    def allocate_id(self) -> ConnId:
+        """A fresh id for an accepted connection."""
 
-    def handle(self, event: Event, now: float) -> list[Command]: ...
+    def handle(self, event: Event, now: float) -> list[Command]:
+        """One turn: an event in, its commands out."""
 
-    def handle_timeout(self, now: float) -> list[Command]: ...
+    def handle_timeout(self, now: float) -> list[Command]:
+        """One turn for the timers due at ``now``."""
 
-    def next_deadline(self) -> float | None: ...
+    def next_deadline(self) -> float | None:
+        """When to call :meth:`handle_timeout` next."""
 
 
 class Transport(Protocol):
@@ -217,7 +220,7 @@ class Runner:
             RuntimeError: Called again from inside a turn (a backend bug), or the core
                 named a connection it never opened.
         """
-        conn = None if isinstance(event, ShutdownRequested) else event.conn
+        conn: ConnId | None = getattr(event, "conn", None)
         if conn is not None and conn not in self._transports:
             return
         self._turn(event)

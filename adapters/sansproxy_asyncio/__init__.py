@@ -1,0 +1,1 @@
+"""The asyncio adapter (in progress on this branch)."""
