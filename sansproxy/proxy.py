@@ -1153,7 +1153,7 @@ class Proxy:
             if server not in self._servers:
                 for upstream in list(idle):
                     self._drop_upstream(upstream, abort=False)
-        self._log("info", "configuration reloaded")
+        self._log("debug", "configuration reloaded")
 
     # -- shutdown ----------------------------------------------------------
 
