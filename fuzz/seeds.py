@@ -140,6 +140,10 @@ CLIENT_SEEDS: tuple[bytes, ...] = (
     _req(b"GET / HTTP/1.1", b"Host: a", b"Connection: Content-Length, Host", b"Content-Length: 0"),
     b"",
     b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    # Found by atheris: a proxy-made error answering HEAD used to raise in h11.
+    _req(b"HEAD x HTTP/1.1", b"Host: a"),
+    _req(b"HEAD / HTTP/1.1", b"Host: a", b"Content-Length: 1", b"Transfer-Encoding: chunked"),
+    _req(b"HEAD / HTTP/1.1", b"Host: a", b"X-Big: " + b"a" * 20_000),
 )
 
 BACKEND_SEEDS: tuple[bytes, ...] = (

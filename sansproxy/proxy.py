@@ -1004,7 +1004,11 @@ class Proxy:
         headers: Headers = []
         if self._config.headers.server is not None:
             headers.append((b"server", self._config.headers.server.encode()))
-        self._send(client, client.codec.send_error(status, reason, body, headers))
+        head_request = exchange is not None and exchange.head_request
+        self._send(
+            client,
+            client.codec.send_error(status, reason, body, headers, head_request=head_request),
+        )
         if exchange is None:
             # Refused before a request could be parsed: log it all the same.
             exchange = Exchange(
@@ -1019,7 +1023,7 @@ class Proxy:
             )
             self._exchanges += 1
         exchange.status = status
-        exchange.response_bytes = len(body)
+        exchange.response_bytes = 0 if head_request else len(body)
         exchange.upstream = None
         self._end_exchange(exchange)
         if client.eof or client.codec.their_message_complete:

@@ -653,6 +653,8 @@ class SimNet:
         access_logs: every access record the proxy emitted.
         logs: every ``Log`` command.
         shutdown_complete: the proxy said ``ShutdownComplete``.
+        crashed: what the proxy raised, if it did (it propagates too; after
+            that the network is in no defined state).
     """
 
     def __init__(
@@ -681,6 +683,7 @@ class SimNet:
         self.access_logs: list[AccessRecord] = []
         self.logs: list[Log] = []
         self.shutdown_complete = False
+        self.crashed: Exception | None = None
         self.clients: list[FakeClient] = []
         self.backends: dict[tuple[str, int], FakeBackend] = {}
         self._links: dict[ConnId, _Link] = {}
@@ -760,7 +763,12 @@ class SimNet:
             deadline = self.proxy.next_deadline()
             if deadline is not None and deadline <= now:
                 self.trace.append((now, "timeout", now))
-                self._apply(self.proxy.handle_timeout(now))
+                try:
+                    commands = self.proxy.handle_timeout(now)
+                except Exception as error:
+                    self.crashed = error
+                    raise
+                self._apply(commands)
             self.run()
         else:
             raise SimnetError(f"more than {MAX_STEPS} wake-ups before {until}")
@@ -832,7 +840,12 @@ class SimNet:
 
     def _handle(self, event: Event) -> None:
         self.trace.append((self.clock.now, "event", event))
-        self._apply(self.proxy.handle(event, self.clock.now))
+        try:
+            commands = self.proxy.handle(event, self.clock.now)
+        except Exception as error:
+            self.crashed = error
+            raise
+        self._apply(commands)
 
     def _apply(self, commands: list[Command]) -> None:
         for command in commands:

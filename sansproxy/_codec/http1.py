@@ -219,8 +219,14 @@ class ServerCodec(_Codec):
             self._conn.send(h11.Response(status_code=status, headers=headers, reason=reason)) or b""
         )
 
-    def send_error(self, status: int, reason: bytes, body: bytes, headers: Headers) -> bytes:
-        """A complete error response that ends the connection."""
+    def send_error(
+        self, status: int, reason: bytes, body: bytes, headers: Headers, *, head_request: bool
+    ) -> bytes:
+        """A complete error response that ends the connection.
+
+        An answer to HEAD carries the same headers as for GET but no body
+        (RFC 9110 §9.3.2).
+        """
         head = self._conn.send(
             h11.Response(
                 status_code=status,
@@ -233,7 +239,7 @@ class ServerCodec(_Codec):
                 ],
             )
         )
-        data = self._conn.send(h11.Data(data=body)) if body else b""
+        data = self._conn.send(h11.Data(data=body)) if body and not head_request else b""
         end = self._conn.send(h11.EndOfMessage())
         return (head or b"") + (data or b"") + (end or b"")
 

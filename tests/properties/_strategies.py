@@ -108,9 +108,14 @@ def bodies(draw: st.DrawFn, max_size: int = 3000) -> tuple[bytes, ...]:
     return pieces_of(body, cuts)
 
 
+ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+NO_HEAD = tuple(m for m in ALL_METHODS if m != "HEAD")
+
+
 @st.composite
 def requests(
-    draw: st.DrawFn, methods: Sequence[str] = ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+    draw: st.DrawFn,
+    methods: Sequence[str] = ALL_METHODS,
 ) -> RequestSpec:
     method = draw(st.sampled_from(methods))
     body = draw(bodies()) if method in ("POST", "PUT", "PATCH") else ()
@@ -214,28 +219,33 @@ class Scenario:
     )
 
 
-request_steps = st.builds(Step, kind=st.just("request"), who=st.integers(0, 3), request=requests())
-steps = st.one_of(
-    request_steps,
-    request_steps,
-    request_steps,
-    st.builds(
-        Step, kind=st.sampled_from(["abort", "close", "stall", "resume"]), who=st.integers(0, 3)
-    ),
-    st.builds(
-        Step,
-        kind=st.just("advance"),
-        seconds=st.sampled_from([0.0, 0.5, 1.0, 2.5, 5.0, 10.0, 11.0, 30.0]),
-    ),
-    st.builds(Step, kind=st.sampled_from(["kill", "slow"]), who=st.integers(0, 1)),
-    st.builds(Step, kind=st.just("refuse"), who=st.integers(0, 1), flag=st.booleans()),
-    st.builds(
-        Step,
-        kind=st.just("die_midway"),
-        who=st.integers(0, 1),
-        size=st.sampled_from([0, 10, 60, 200, 1000]),
-    ),
-)
+def steps(methods: Sequence[str]) -> st.SearchStrategy[Step]:
+    """One scenario step; requests use ``methods``."""
+    request_steps = st.builds(
+        Step, kind=st.just("request"), who=st.integers(0, 3), request=requests(methods)
+    )
+    return st.one_of(
+        request_steps,
+        request_steps,
+        request_steps,
+        st.builds(
+            Step, kind=st.sampled_from(["abort", "close", "stall", "resume"]), who=st.integers(0, 3)
+        ),
+        st.builds(
+            Step,
+            kind=st.just("advance"),
+            seconds=st.sampled_from([0.0, 0.5, 1.0, 2.5, 5.0, 10.0, 11.0, 30.0]),
+        ),
+        st.builds(Step, kind=st.sampled_from(["kill", "slow"]), who=st.integers(0, 1)),
+        st.builds(Step, kind=st.just("refuse"), who=st.integers(0, 1), flag=st.booleans()),
+        st.builds(
+            Step,
+            kind=st.just("die_midway"),
+            who=st.integers(0, 1),
+            size=st.sampled_from([0, 10, 60, 200, 1000]),
+        ),
+    )
+
 
 big_bodies = st.integers(0, 12_000).map(lambda n: (bytes(i % 251 for i in range(n)),))
 scenario_responses = st.one_of(
@@ -249,14 +259,29 @@ scenario_responses = st.one_of(
     ),
 )
 
-scenarios = st.builds(
-    Scenario,
-    steps=st.lists(steps, max_size=30).map(tuple),
-    client_sizes=chunkers(),
-    backend_sizes=chunkers(),
-    read_size=st.sampled_from([16, 512, 4096, 65536]),
-    response=scenario_responses,
+
+def scenarios_of(methods: Sequence[str]) -> st.SearchStrategy[Scenario]:
+    return st.builds(
+        Scenario,
+        steps=st.lists(steps(methods), max_size=30).map(tuple),
+        client_sizes=chunkers(),
+        backend_sizes=chunkers(),
+        read_size=st.sampled_from([16, 512, 4096, 65536]),
+        response=scenario_responses,
+    )
+
+
+scenarios = scenarios_of(NO_HEAD)
+scenarios_with_head = scenarios_of(ALL_METHODS)
+
+HEAD_TO_DEAD_BACKENDS = Scenario(
+    steps=(
+        Step("refuse", who=0, flag=True),
+        Step("refuse", who=1, flag=True),
+        Step("request", request=RequestSpec("HEAD", "/", (), (), chunked=False)),
+    )
 )
+"""A HEAD that earns a proxy-made 502 (its error response must have no body)."""
 
 
 @dataclass

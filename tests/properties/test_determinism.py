@@ -8,17 +8,34 @@ command must be equal, element by element.
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from tests.properties._strategies import Scenario, play, scenarios, wind_down
+from tests.properties._strategies import (
+    HEAD_TO_DEAD_BACKENDS,
+    Scenario,
+    play,
+    scenarios,
+    scenarios_with_head,
+    wind_down,
+)
 
 
-@given(scenario=scenarios, seed=st.integers(0, 2**32 - 1))
-def test_same_seed_same_trace(scenario: Scenario, seed: int) -> None:
+def check_same_trace(scenario: Scenario, seed: int) -> None:
     first = play(scenario, seed=seed)
     wind_down(first)
     second = play(scenario, seed=seed)
     wind_down(second)
     assert first.net.trace == second.net.trace
     assert first.net.clock.now == second.net.clock.now
+
+
+@given(scenario=scenarios, seed=st.integers(0, 2**32 - 1))
+def test_same_seed_same_trace(scenario: Scenario, seed: int) -> None:
+    check_same_trace(scenario, seed)
+
+
+@example(scenario=HEAD_TO_DEAD_BACKENDS, seed=1)
+@given(scenario=scenarios_with_head, seed=st.integers(0, 2**32 - 1))
+def test_same_seed_same_trace_with_head(scenario: Scenario, seed: int) -> None:
+    check_same_trace(scenario, seed)

@@ -9,13 +9,19 @@ None). This guards against the leaks of h2 #1163 and hypercorn PR #309.
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import example, given
 
-from tests.properties._strategies import Scenario, play, scenarios, wind_down
+from tests.properties._strategies import (
+    HEAD_TO_DEAD_BACKENDS,
+    Scenario,
+    play,
+    scenarios,
+    scenarios_with_head,
+    wind_down,
+)
 
 
-@given(scenario=scenarios)
-def test_nothing_is_left_after_everything_closed(scenario: Scenario) -> None:
+def check_nothing_left(scenario: Scenario) -> None:
     world = play(scenario)
     wind_down(world)
     net = world.net
@@ -31,3 +37,14 @@ def test_nothing_is_left_after_everything_closed(scenario: Scenario) -> None:
     for client in world.clients:
         assert client.closed
         assert len(client.outcomes) == client.requests_sent
+
+
+@given(scenario=scenarios)
+def test_nothing_is_left_after_everything_closed(scenario: Scenario) -> None:
+    check_nothing_left(scenario)
+
+
+@example(scenario=HEAD_TO_DEAD_BACKENDS)
+@given(scenario=scenarios_with_head)
+def test_nothing_is_left_after_everything_closed_with_head(scenario: Scenario) -> None:
+    check_nothing_left(scenario)

@@ -1,0 +1,56 @@
+"""Minimal failing examples the property and fuzz suites found, kept as regressions.
+
+Each test is the shrunk example, replayed on the simulated network; the
+finding it came from is named in its docstring.
+"""
+
+from __future__ import annotations
+
+from tests.simnet import SimNet, simple_config
+
+
+def test_head_with_a_bad_target_gets_a_bodiless_400() -> None:
+    """atheris, client harness: ``HEAD x HTTP/1.1`` crashed ``handle()``.
+
+    The 400 went through ``ServerCodec.send_error``, which wrote a body to a
+    HEAD response; h11 raised ``LocalProtocolError: Too much data for
+    declared Content-Length`` out of ``Proxy.handle``.
+    """
+    net = SimNet(simple_config())
+    net.add_backend("10.0.0.1", 80)
+    client = net.client()
+    client.request("HEAD", "x")
+    net.run()
+    net.check()
+    (response,) = client.responses
+    assert response.status == 400
+    assert response.complete
+    assert response.body == b""
+
+
+def test_head_to_a_refused_backend_gets_a_bodiless_502() -> None:
+    """test_no_leaks / test_stateful: the same crash from ``handle(UpstreamFailed)``."""
+    net = SimNet(simple_config())  # nothing listens at 10.0.0.1:80
+    client = net.client()
+    client.request("HEAD", "/")
+    net.run()
+    net.check()
+    (response,) = client.responses
+    assert response.status == 502
+    assert response.complete
+    assert response.body == b""
+
+
+def test_head_timing_out_gets_a_bodiless_504() -> None:
+    """test_stateful: the same crash from ``handle_timeout`` (upstream header timeout)."""
+    net = SimNet(simple_config())
+    backend = net.add_backend("10.0.0.1", 80)
+    backend.hold = True
+    client = net.client()
+    client.request("HEAD", "/")
+    net.advance(net.config.timeouts.upstream_header + 1)
+    net.check()
+    (response,) = client.responses
+    assert response.status == 504
+    assert response.complete
+    assert response.body == b""
