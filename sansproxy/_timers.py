@@ -12,13 +12,12 @@ deadline instead of firing. Cancelled entries are dropped as they surface.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Hashable
 from enum import Enum
 from typing import Generic, TypeVar
 
 __all__ = ["TimerKind", "TimerTable"]
 
-K = TypeVar("K", bound=Hashable)
+K = TypeVar("K", bound=int)
 
 
 class TimerKind(Enum):
@@ -85,13 +84,18 @@ class TimerTable(Generic[K]):
         return self._heap[0][0] if self._heap else None
 
     def expired(self, now: float) -> list[tuple[K, TimerKind]]:
-        """Remove and return every timer whose deadline is ``<= now``, earliest first."""
-        fired: list[tuple[K, TimerKind]] = []
+        """Remove and return every timer whose deadline is ``<= now``.
+
+        The order is by deadline, then by owner: it depends only on the live
+        deadlines, never on the heap's history (which ``next_deadline`` calls
+        change), so a replay that polls differently still fires identically.
+        """
+        fired: list[tuple[float, K, TimerKind]] = []
         heap = self._heap
         while True:
             self._drop_stale_top()
             if not heap or heap[0][0] > now:
-                return fired
+                break
             _, _, owner = heapq.heappop(heap)
             del self._scheduled[owner]
             deadline, kind = self._live[owner]
@@ -99,4 +103,6 @@ class TimerTable(Generic[K]):
                 self._push(owner, deadline)
                 continue
             del self._live[owner]
-            fired.append((owner, kind))
+            fired.append((deadline, owner, kind))
+        fired.sort(key=lambda item: (item[0], item[1]))
+        return [(owner, kind) for _, owner, kind in fired]
