@@ -246,12 +246,6 @@ class Proxy:
             case _:
                 assert_never(event)
 
-    def _client(self, conn: ConnId) -> ClientConn:
-        client = self._clients.get(conn)
-        if client is None:
-            raise UsageError(f"unknown client connection {conn}")
-        return client
-
     def _late_or_upstream(self, conn: ConnId) -> UpstreamConn | None:
         """The upstream ``conn``, or None for one the core already closed (a late report)."""
         upstream = self._upstreams.get(conn)

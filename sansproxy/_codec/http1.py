@@ -110,15 +110,6 @@ class _Codec:
         return self._conn.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED)
 
     @property
-    def our_message_started(self) -> bool:
-        return self._conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE)
-
-    @property
-    def switched(self) -> bool:
-        """The connection switched protocols (after a 101): bytes are now opaque."""
-        return self._conn.our_state is h11.SWITCHED_PROTOCOL
-
-    @property
     def trailing_data(self) -> bytes:
         """Bytes that arrived after the message that switched protocols."""
         return bytes(self._conn.trailing_data[0])
@@ -273,15 +264,3 @@ class ClientCodec(_Codec):
         """Write a request head; the caller sets the framing headers it wants."""
         self._chunked = any(name == b"transfer-encoding" for name, _ in headers)
         return self._conn.send(h11.Request(method=method, target=target, headers=headers)) or b""
-
-    @property
-    def idle(self) -> bool:
-        """Nothing sent yet in this cycle: safe to hand out from a pool."""
-        return self._conn.our_state is h11.IDLE and self._conn.their_state is h11.IDLE
-
-    @property
-    def response_started(self) -> bool:
-        """Some part of a response (even a 1xx) has been parsed in this cycle."""
-        return self._conn.their_state is not h11.SEND_RESPONSE and self._conn.their_state not in (
-            h11.IDLE,
-        )
