@@ -29,7 +29,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Final, Protocol, assert_never
+from typing import TYPE_CHECKING, Final, Protocol, assert_never
 
 from sansproxy.commands import (
     AccessLog,
@@ -43,7 +43,9 @@ from sansproxy.commands import (
     ShutdownComplete,
     ShutdownWrite,
 )
+from sansproxy.config import ProxyConfig
 from sansproxy.events import (
+    ConfigReloaded,
     ConnectionAccepted,
     ConnectionLost,
     ConnId,
@@ -52,6 +54,9 @@ from sansproxy.events import (
     UpstreamFailed,
 )
 from sansproxy_io.accesslog import format_record
+
+if TYPE_CHECKING:
+    from sansproxy_io.record import TurnRecorder
 
 __all__ = ["ACCESS_LOGGER", "LOGGER", "Backend", "Core", "Runner", "Transport"]
 
@@ -158,6 +163,8 @@ class Runner:
         backend: The I/O primitives.
         access_log_format: ``"combined"``, ``"json"``, or ``None`` to drop access records.
         wall_clock: Timezone-aware "now" for access-log timestamps.
+        recorder: Receives every ``allocate_id`` result and every turn (time, event,
+            commands) for a replayable recording (see ``sansproxy_io.record``).
     """
 
     def __init__(
@@ -168,18 +175,25 @@ class Runner:
         *,
         access_log_format: str | None = "combined",
         wall_clock: Callable[[], datetime] = lambda: datetime.now().astimezone(),
+        recorder: TurnRecorder | None = None,
     ) -> None:
         self._core = core
         self._clock = clock
         self._backend = backend
         self._access_log_format = access_log_format
         self._wall_clock = wall_clock
+        self._recorder = recorder
         self._transports: dict[ConnId, Transport] = {}
         self._armed: float | None = None
         self._busy = False
         self._recent: deque[tuple[float, Event | None]] = deque(maxlen=_RECENT_EVENTS)
         self._failed: set[ConnId] = set()
         """Connections reset after the core raised on them; its commands for them are moot."""
+
+    @property
+    def recorder(self) -> TurnRecorder | None:
+        """The recorder given at construction, if any."""
+        return self._recorder
 
     @property
     def open_connections(self) -> int:
@@ -205,6 +219,8 @@ class Runner:
             The id the core gave the connection; the transport reports its events with it.
         """
         conn = self._core.allocate_id()
+        if self._recorder is not None:
+            self._recorder.allocated(conn)
         self._transports[conn] = transport
         self.dispatch(
             ConnectionAccepted(conn=conn, listener=listener, peer=peer, local=local, tls=tls)
@@ -229,6 +245,26 @@ class Runner:
             transport = self._transports.pop(event.conn, None)
             if transport is not None:
                 transport.close(abort=True)
+
+    def reload(self, config: ProxyConfig, *, text: str | None = None, source: str = "") -> None:
+        """Apply a new configuration to the running core, between two turns.
+
+        The core gets ``ConfigReloaded``: new requests follow ``config``, exchanges and
+        tunnels in flight finish as they began. The access-log settings follow it too. The
+        caller has checked that the listeners are unchanged (see ``sansproxy_io.reload``);
+        the core refuses a different number of them.
+
+        Args:
+            config: The validated new configuration.
+            text: Its TOML text, for a recording of the run.
+            source: Its file name, for the same.
+        """
+        self._access_log_format = (
+            config.logging.access_log_format if config.logging.access_log else None
+        )
+        if self._recorder is not None and text is not None:
+            self._recorder.record_reload(config, text=text, source=source)
+        self.dispatch(ConfigReloaded(config=config))
 
     def on_timer(self) -> None:
         """The backend's timer reached the armed deadline."""
@@ -299,7 +335,9 @@ class Runner:
                     commands = self._core.handle_timeout(now)
                 else:
                     commands = self._core.handle(event, now)
-            except Exception:
+            except Exception as error:
+                if self._recorder is not None:
+                    self._recorder.turn(now, event, [], raised=error)
                 # A bug in the core. One connection's misfortune must not take the
                 # server down: log the flight recorder so the run can be replayed,
                 # reset the connection the event was about, and keep serving.
@@ -313,6 +351,9 @@ class Runner:
                     self._failed.add(conn)
                     transport.close(abort=True)
                 commands = []
+            else:
+                if self._recorder is not None:
+                    self._recorder.turn(now, event, commands)
             self.apply(commands)
         finally:
             self._busy = False

@@ -1,11 +1,15 @@
 """Fixtures for the real-socket suite: backends, TLS material and the proxy process.
 
-The proxy runs as ``python -m sansproxy_trio --config FILE``, exactly as an
-operator runs it. A test builds a config dict with :func:`proxy_config`, hands
-it to the ``start_proxy`` fixture and gets a :class:`RunningProxy` once the
-proxy has logged ``listening on ...``. At teardown every proxy gets SIGTERM,
-must exit 0 within a bounded time (it is killed by PID otherwise) and must not
-have printed a Python traceback.
+The proxy runs as ``python -m sansproxy_trio --loop ADAPTER --config FILE``,
+exactly as an operator runs it. A test builds a config dict with
+:func:`proxy_config`, hands it to the ``start_proxy`` fixture and gets a
+:class:`RunningProxy` once the proxy has logged ``listening on ...``. At teardown
+every proxy gets SIGTERM, must exit 0 within a bounded time (it is killed by PID
+otherwise) and must not have printed a Python traceback.
+
+One suite, every adapter: each test that starts a proxy runs once per event loop
+(trio, asyncio, and uvloop where installed; see :func:`pytest_generate_tests`).
+A behaviour that differs between them is a bug in the shared code or the core.
 
 Test modules import the peers with ``from backend import ...``; this file puts
 its own folder on ``sys.path`` so that works under every pytest import mode.
@@ -44,10 +48,37 @@ STOP_TIMEOUT = 15.0
 LISTENING = re.compile(r"listening on (https?)://(\[[0-9a-fA-F:]+\]|[0-9.]+):(\d+)")
 
 
+ADAPTERS = ("trio", "asyncio", "uvloop")
+"""Every event loop the proxy runs on (``--loop``); the integration suite runs on each."""
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "integration: real sockets, a proxy subprocess and real clients"
     )
+    config.addinivalue_line(
+        "markers",
+        "adapters(*names): run this test only on these adapters (default: every adapter)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run every test that starts a proxy once per adapter: one suite, every event loop.
+
+    A test that holds for some adapters only says so with ``@pytest.mark.adapters("trio")``.
+    uvloop runs where it is installed (it is an optional extra).
+    """
+    if "adapter" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("adapters")
+    names = ADAPTERS if marker is None else marker.args
+    params = []
+    for name in names:
+        marks = []
+        if name == "uvloop" and importlib.util.find_spec("uvloop") is None:
+            marks.append(pytest.mark.skip(reason="uvloop is not installed"))
+        params.append(pytest.param(name, id=name, marks=marks))
+    metafunc.parametrize("adapter", params, scope="function")
 
 
 # -- config ------------------------------------------------------------------
@@ -205,18 +236,22 @@ def proxy_env() -> dict[str, str]:
 
 
 def launch_proxy(
-    config: dict[str, Any], workdir: Path, listeners: int | None = None
+    config: dict[str, Any], workdir: Path, listeners: int | None = None, adapter: str = "trio"
 ) -> RunningProxy:
-    """Write ``config`` under ``workdir``, start the proxy, wait for every listening line."""
+    """Write ``config`` under ``workdir``, start the proxy, wait for every listening line.
+
+    ``adapter`` is the event loop (``--loop``) the proxy runs on.
+    """
     expected = listeners if listeners is not None else len(config["listeners"])
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "proxy.toml"
     config_path.write_text(to_toml(config))
     stdout_path = workdir / "proxy.stdout"
     stderr_path = workdir / "proxy.stderr"
+    command = [sys.executable, "-m", "sansproxy_trio", "--loop", adapter]
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sansproxy_trio", "--config", str(config_path)],
+            [*command, "--config", str(config_path)],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
@@ -252,8 +287,10 @@ def launch_proxy(
 
 
 @pytest.fixture
-def start_proxy(tmp_path: Path) -> Iterator[Callable[..., RunningProxy]]:
+def start_proxy(tmp_path: Path, adapter: str) -> Iterator[Callable[..., RunningProxy]]:
     """Start proxies from config dicts; stop them all (SIGTERM, bounded) at teardown.
+
+    The proxies run on ``adapter``'s event loop; see :func:`pytest_generate_tests`.
 
     Teardown fails the test if a proxy printed a traceback, or did not exit 0
     on SIGTERM within the bound.
@@ -261,7 +298,7 @@ def start_proxy(tmp_path: Path) -> Iterator[Callable[..., RunningProxy]]:
     started: list[RunningProxy] = []
 
     def start(config: dict[str, Any], *, listeners: int | None = None) -> RunningProxy:
-        running = launch_proxy(config, tmp_path / f"proxy{len(started)}", listeners)
+        running = launch_proxy(config, tmp_path / f"proxy{len(started)}", listeners, adapter)
         started.append(running)
         return running
 

@@ -50,6 +50,32 @@ def test_embed_trio() -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize(
+    "loop",
+    [
+        "asyncio",
+        pytest.param(
+            "uvloop",
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("uvloop") is None, reason="uvloop is not installed"
+            ),
+        ),
+    ],
+)
+def test_embed_asyncio(loop: str) -> None:
+    result = run_example("embed_asyncio.py", *(["--uvloop"] if loop == "uvloop" else []))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("HTTP/1.1 200 OK\n")
+    assert "\nvia: 1.1 sansproxy\n" in result.stdout.lower()
+    assert "\n\nhello from the embedded backend\n" in result.stdout
+    assert result.stdout.rstrip().endswith("proxy stopped")
+    assert "INFO sansproxy: listening on http://127.0.0.1:" in result.stderr
+    assert '"GET /through-the-proxy HTTP/1.1" 200 32' in result.stderr
+    assert "shutdown complete" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.integration
 def test_selectors_loop_once() -> None:
     result = run_example("selectors_loop.py", "--once")
     assert result.returncode == 0, result.stderr
