@@ -17,7 +17,9 @@ from __future__ import annotations
 import logging
 import os
 import random
+import socket
 import ssl
+from collections.abc import Sequence
 from functools import partial
 
 import trio
@@ -25,6 +27,9 @@ import trio
 from sansproxy import Proxy
 from sansproxy.config import ProxyConfig
 from sansproxy.events import ShutdownRequested, TlsInfo
+from sansproxy_io.listen import ListenError
+from sansproxy_io.record import FLUSH_INTERVAL, Recorder, RecordTarget, open_recorder
+from sansproxy_io.reload import Reloader
 from sansproxy_io.runner import LOGGER, Runner
 from sansproxy_io.tls import (
     ClientContexts,
@@ -42,15 +47,14 @@ logger = logging.getLogger(LOGGER)
 Address = tuple[str, int]
 
 
-class ListenError(OSError):
-    """A listening address could not be bound (in use, not local, no permission)."""
-
-
 async def serve_trio(
     config: ProxyConfig,
     *,
     seed: int | None = None,
     shutdown: trio.Event | None = None,
+    record: RecordTarget | None = None,
+    listen_sockets: Sequence[Sequence[socket.socket]] | None = None,
+    reloader: Reloader | None = None,
     task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a proxy for ``config`` until cancelled or until ``shutdown`` is set.
@@ -71,10 +75,18 @@ async def serve_trio(
         seed: Seed of the core's random numbers (balancing choices, jitter); drawn from
             ``os.urandom`` when ``None``. Logged at DEBUG level so a run can be replayed.
         shutdown: Set it to shut down gracefully (see the module docs).
+        record: Record every turn of the core there, for ``sansproxy replay``
+            (``docs/record-replay.md``).
+        listen_sockets: Listening sockets to serve instead of binding (one list per listener), as
+            a worker inherits them from its supervisor; the lines are then ``accepting on
+            http://HOST:PORT`` (the supervisor logs "listening on" once).
+        reloader: Attached to the running core; the caller calls its ``reload()`` on SIGHUP
+            (``sansproxy_io.reload``).
         task_status: Receives the list of bound ``(host, port)`` pairs, in listener order.
 
     Raises:
-        ConfigError: A TLS certificate, key or CA file cannot be loaded.
+        ConfigError: A TLS certificate, key or CA file cannot be loaded, or the ``record``
+            file cannot be created.
         ListenError: A listener cannot be bound.
     """
     if seed is None:
@@ -86,16 +98,18 @@ async def serve_trio(
     client_contexts = ClientContexts()
     client_contexts.preload(config)
     warn_unverified_upstreams(config, logger)
-    bound = await _bind(config)
+    bound = await _bind(config) if listen_sockets is None else _adopt(listen_sockets)
+    verb = "listening on" if listen_sockets is None else "accepting on"
     try:
         proxy = Proxy(config, rng=random.Random(seed))
+        recorder = open_recorder(record, config=config, seed=seed) if record else None
         addresses: list[Address] = []
         for index, sockets in enumerate(bound):
             scheme = "https" if config.listeners[index].tls else "http"
             for listener in sockets:
                 host, port = _address(listener.socket.getsockname())
                 addresses.append((host, port))
-                logger.info("listening on %s://%s:%d", scheme, _bracketed(host), port)
+                logger.info("%s %s://%s:%d", verb, scheme, _bracketed(host), port)
     except BaseException:
         for sockets in bound:
             for listener in sockets:
@@ -105,8 +119,14 @@ async def serve_trio(
     async with trio.open_nursery() as nursery:
         backend = TrioBackend(nursery, client_contexts, close_timeout=config.timeouts.drain)
         log_format = config.logging.access_log_format if config.logging.access_log else None
-        runner = Runner(proxy, trio.current_time, backend, access_log_format=log_format)
+        runner = Runner(
+            proxy, trio.current_time, backend, access_log_format=log_format, recorder=recorder
+        )
         backend.attach(runner)
+        if reloader is not None:
+            reloader.attach(runner, server_contexts)
+        if recorder is not None:
+            nursery.start_soon(_keep_recording, recorder)
         nursery.start_soon(backend.timer.run, runner.on_timer)
         acceptor = _Acceptor(backend, config.timeouts.client_header)
         accept_scope = trio.CancelScope()
@@ -130,6 +150,24 @@ async def serve_trio(
             await backend.wait_idle()
         logger.info("shutdown complete")
         nursery.cancel_scope.cancel()
+
+
+async def _keep_recording(recorder: Recorder) -> None:
+    """Flush the recording every second; close it (end line) when the server stops."""
+    try:
+        while True:
+            await trio.sleep(FLUSH_INTERVAL)
+            recorder.flush()
+    finally:
+        recorder.close()
+
+
+def _adopt(sockets: Sequence[Sequence[socket.socket]]) -> list[list[trio.SocketListener]]:
+    """Serve listening sockets bound elsewhere (inherited from a supervisor)."""
+    return [
+        [trio.SocketListener(trio.socket.from_stdlib_socket(sock)) for sock in listener]
+        for listener in sockets
+    ]
 
 
 async def _bind(config: ProxyConfig) -> list[list[trio.SocketListener]]:
