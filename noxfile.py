@@ -95,3 +95,15 @@ def fuzz(session: nox.Session) -> None:
         session.error("fuzz/__main__.py does not exist yet")
     session.install(".[test]")
     session.run("python", "-m", "fuzz", "--seconds", FUZZ_SECONDS, *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run the benchmark suite and print its table (options after `--`, e.g. `-- --quick`).
+
+    Needs wrk, and nginx for the nginx backend and peer (`apt-get install nginx wrk`); a
+    missing peer is skipped with the reason. mitmproxy pins an old h11, so it is not installed
+    here: put its `mitmdump` on PATH or pass `-- --mitmdump PATH`. See docs/benchmarks.md.
+    """
+    session.install(".[server,uvloop]", "matplotlib", "proxy.py")
+    session.run("python", "-m", "benchmarks", *session.posargs)

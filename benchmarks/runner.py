@@ -1,0 +1,343 @@
+"""The scenarios and the loop that measures every peer in each, runs interleaved.
+
+Within a scenario every available peer is started fresh, warmed up, then measured in
+turn, run after run (peer A, B, C, then A, B, C again...), so that a burst of load from
+elsewhere on a shared machine hits all of them alike. Peak memory is read at the end of
+the scenario, before the peers stop. Idle-connection runs start a fresh peer each time.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.load import Sample, curl_download, curl_upload, hold_idle, wrk
+from benchmarks.peers import (
+    Backends,
+    Peer,
+    Running,
+    Tools,
+    keeps_alive,
+    launch,
+    start_backends,
+    unavailable,
+)
+from benchmarks.procs import CpuLayout, cpu_layout, raise_fd_limit, tree_memory
+
+__all__ = ["PeerResult", "Scenario", "Settings", "run_suite", "scenarios"]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One workload: what is requested, how, and the unit of its main number."""
+
+    name: str
+    title: str
+    kind: str  # rate (wrk), download, upload (curl), idle (held connections)
+    path: str = "/100b"
+    connections: int = 1
+    unit: str = "req/s"
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if count >= scale and count % scale == 0:
+            return f"{count // scale} {unit}"
+    return f"{count} B"
+
+
+def scenarios(transfer_bytes: int, idle_connections: int) -> tuple[Scenario, ...]:
+    """Every scenario, with the large transfer and idle count of this run."""
+    size = _size(transfer_bytes)
+    return (
+        Scenario("100b-c1", "100 B, 1 connection", "rate", "/100b", 1),
+        Scenario("100b-c50", "100 B, 50 connections", "rate", "/100b", 50),
+        Scenario("100b-c256", "100 B, 256 connections", "rate", "/100b", 256),
+        Scenario("16k-c50", "16 KiB, 50 connections", "rate", "/16k", 50),
+        Scenario("1m-c50", "1 MiB, 50 connections", "rate", "/1m", 50),
+        Scenario("download", f"{size} download", "download", "/1g", 1, "MB/s"),
+        Scenario("upload", f"{size} upload", "upload", "/upload", 1, "MB/s"),
+        Scenario(
+            "idle",
+            f"{idle_connections:,} idle keep-alive connections",
+            "idle",
+            "/100b",
+            idle_connections,
+            "B/conn",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one run of the suite does."""
+
+    runs: int
+    seconds: float
+    warmup: float
+    transfer_bytes: int
+    transfer_timeout: float
+    idle_connections: int
+    scenarios: tuple[Scenario, ...]
+    peers: tuple[Peer, ...]
+    pin: bool
+    use_nginx: bool
+
+
+@dataclass
+class PeerResult:
+    """What one peer did in one scenario (``skipped`` says why there is no number)."""
+
+    peer: str
+    skipped: str = ""
+    samples: list[Sample] = field(default_factory=list)
+    start_rss: int | None = None
+    peak_rss: int | None = None
+    pinning: str = ""
+
+    @property
+    def value(self) -> float | None:
+        """The median of the runs' main numbers."""
+        return statistics.median(s.value for s in self.samples) if self.samples else None
+
+    def median_of(self, pick: Callable[[Sample], float | None]) -> float | None:
+        """The median of a per-run figure (such as p99), over the runs that have it."""
+        values = [v for v in map(pick, self.samples) if v is not None]
+        return statistics.median(values) if values else None
+
+    @property
+    def errors(self) -> int:
+        """Errors over all runs."""
+        return sum(s.errors for s in self.samples)
+
+    @property
+    def timeouts(self) -> int:
+        """Timeouts over all runs."""
+        return sum(s.timeouts for s in self.samples)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+class _Suite:
+    """The state of one run: tools, CPUs, the backend and the scratch directory."""
+
+    def __init__(self, settings: Settings, tools: Tools, workdir: Path, layout: CpuLayout):
+        self.settings = settings
+        self.tools = tools
+        self.workdir = workdir
+        self.layout = layout
+        self.upload_file = workdir / "upload.bin"
+        with self.upload_file.open("wb") as file:
+            file.truncate(settings.transfer_bytes)  # sparse: reading it costs no disk
+
+    def run_load(self, width: int) -> Callable[[list[str], float], str]:
+        """A function that runs a load generator on the load CPUs for a proxy ``width`` wide."""
+        cpus = self.layout.load_for(width) or frozenset(self.layout.cpus)
+
+        def run(argv: list[str], timeout: float) -> str:
+            done = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+                preexec_fn=lambda: os.sched_setaffinity(0, cpus),
+            )
+            return done.stdout + done.stderr
+
+        return run
+
+    def scenario(self, scenario: Scenario, backends: Backends) -> list[PeerResult]:
+        upstream = backends.sink_port if scenario.kind == "upload" else backends.static_port
+        results = {peer.name: PeerResult(peer.name) for peer in self.settings.peers}
+        for peer in self.settings.peers:
+            results[peer.name].pinning = self.layout.describe(peer.workers)
+            reason = self._cannot_measure(peer, scenario)
+            if reason:
+                results[peer.name].skipped = reason
+        todo = [p for p in self.settings.peers if not results[p.name].skipped]
+        if scenario.kind == "idle":
+            self._idle(scenario, todo, upstream, results)
+        else:
+            self._interleaved(scenario, todo, upstream, results)
+        for result in results.values():
+            if result.skipped:
+                _say(f"  {result.peer}: skipped: {result.skipped}")
+        return list(results.values())
+
+    def _cannot_measure(self, peer: Peer, scenario: Scenario) -> str:
+        tools = self.tools
+        if scenario.kind == "rate" and tools.wrk is None:
+            return "wrk is not installed (apt-get install wrk)"
+        if scenario.kind in ("download", "upload") and tools.curl is None:
+            return "curl is not installed (apt-get install curl)"
+        if scenario.kind == "idle" and peer.kind == "direct":
+            return "no proxy: nothing to measure"
+        return unavailable(peer, tools) or ""
+
+    def _start(self, peer: Peer, upstream: int, tag: str, result: PeerResult) -> Running | None:
+        running, problem = launch(
+            peer, self.tools, upstream, workdir=self.workdir, layout=self.layout, tag=tag
+        )
+        if running is None:
+            result.skipped = f"did not start: {problem}"
+        return running
+
+    def _interleaved(
+        self,
+        scenario: Scenario,
+        peers: Sequence[Peer],
+        upstream: int,
+        results: dict[str, PeerResult],
+    ) -> None:
+        settings = self.settings
+        started: list[Running] = []
+        try:
+            for peer in peers:
+                running = self._start(peer, upstream, scenario.name, results[peer.name])
+                if running is None:
+                    continue
+                if scenario.kind == "rate" and not keeps_alive(running.port):
+                    results[
+                        peer.name
+                    ].skipped = "does not answer a second request on a kept-alive connection"
+                    if running.process is not None:
+                        running.process.stop()
+                    continue
+                if running.process is not None:
+                    results[peer.name].start_rss = tree_memory(running.process.pid)[0]
+                started.append(running)
+            if scenario.kind == "rate" and settings.warmup > 0:
+                for running in started:
+                    self._measure(scenario, running, settings.warmup)
+            for run in range(settings.runs):
+                for running in started:
+                    result = results[running.peer.name]
+                    if scenario.kind != "rate" and any(s.value == 0 for s in result.samples):
+                        continue  # a transfer that failed once is not retried for hours
+                    sample = self._measure(scenario, running, settings.seconds)
+                    result.samples.append(sample)
+                    _say(_progress(scenario, running.peer, run, sample))
+            for running in started:
+                if running.process is not None:
+                    results[running.peer.name].peak_rss = tree_memory(running.process.pid)[1]
+        finally:
+            for running in started:
+                if running.process is not None:
+                    running.process.stop()
+
+    def _measure(self, scenario: Scenario, running: Running, seconds: float) -> Sample:
+        url = f"http://127.0.0.1:{running.port}{scenario.path}"
+        run = self.run_load(running.peer.workers)
+        size, timeout = self.settings.transfer_bytes, self.settings.transfer_timeout
+        if scenario.kind == "download":
+            assert self.tools.curl is not None
+            return curl_download(self.tools.curl, url, size=size, run=run, timeout=timeout)
+        if scenario.kind == "upload":
+            assert self.tools.curl is not None
+            return curl_upload(
+                self.tools.curl, url, source=self.upload_file, size=size, run=run, timeout=timeout
+            )
+        assert self.tools.wrk is not None
+        threads = len(self.layout.load_for(running.peer.workers) or self.layout.cpus)
+        return wrk(
+            self.tools.wrk,
+            url,
+            connections=scenario.connections,
+            seconds=seconds,
+            threads=threads,
+            run=run,
+        )
+
+    def _idle(
+        self,
+        scenario: Scenario,
+        peers: Sequence[Peer],
+        upstream: int,
+        results: dict[str, PeerResult],
+    ) -> None:
+        for run in range(self.settings.runs):
+            for peer in peers:
+                result = results[peer.name]
+                if result.skipped:
+                    continue
+                running = self._start(peer, upstream, f"{scenario.name}{run}", result)
+                if running is None or running.process is None:
+                    continue
+                pid = running.process.pid
+                try:
+                    sample = hold_idle(
+                        running.port, scenario.connections, functools.partial(_resident, pid)
+                    )
+                    result.peak_rss = max(result.peak_rss or 0, tree_memory(pid)[1])
+                finally:
+                    running.process.stop()
+                result.samples.append(sample)
+                _say(_progress(scenario, peer, run, sample))
+
+
+def _resident(pid: int) -> int:
+    return tree_memory(pid)[0]
+
+
+def _progress(scenario: Scenario, peer: Peer, run: int, sample: Sample) -> str:
+    text = f"  {scenario.name} run {run + 1} {peer.name}: {sample.value:,.1f} {scenario.unit}"
+    if sample.p99_ms is not None:
+        text += f", p99 {sample.p99_ms:.1f} ms"
+    if sample.errors:
+        text += f", {sample.errors} errors"
+    if sample.detail:
+        text += f" ({sample.detail})"
+    return text
+
+
+def run_suite(
+    settings: Settings, tools: Tools, on_scenario: Callable[[Scenario], None] | None = None
+) -> tuple[dict[str, list[PeerResult]], str]:
+    """Measure every scenario of ``settings``; the results by scenario, and the backend used.
+
+    ``on_scenario`` is called as each scenario starts (the suite samples the load with it).
+
+    Raises:
+        RuntimeError: The backend could not be started.
+    """
+    layout = cpu_layout(settings.pin)
+    driver_cpus = layout.load_for(1)
+    if driver_cpus is not None:
+        os.sched_setaffinity(0, driver_cpus)  # this process holds the idle connections
+    nofile = raise_fd_limit()
+    results: dict[str, list[PeerResult]] = {}
+    with tempfile.TemporaryDirectory(prefix="sansproxy-bench-") as temp:
+        workdir = Path(temp)
+        workdir.chmod(0o755)  # nginx's workers (user nobody) read the static files
+        (workdir / "logs").mkdir()
+        backends, problem = start_backends(
+            tools,
+            workdir,
+            layout,
+            settings.transfer_bytes,
+            nofile,
+            use_nginx=settings.use_nginx,
+        )
+        if backends is None:
+            raise RuntimeError(problem)
+        _say(f"backend: {backends.kind}; {layout.describe(1)}")
+        suite = _Suite(settings, tools, workdir, layout)
+        try:
+            for scenario in settings.scenarios:
+                _say(f"{scenario.title}:")
+                if on_scenario is not None:
+                    on_scenario(scenario)
+                results[scenario.name] = suite.scenario(scenario, backends)
+        finally:
+            backends.stop()
+    return results, backends.kind
