@@ -12,12 +12,13 @@ from pathlib import Path
 import nox
 
 PYTHONS = ["3.11", "3.12", "3.13"]
-LINT_PATHS = ["sansproxy", "adapters", "tests", "fuzz", "examples", "noxfile.py"]
+LINT_PATHS = ["sansproxy", "adapters", "tests", "fuzz", "examples", "benchmarks", "noxfile.py"]
 TYPED_PATHS = [
     "sansproxy",
     "adapters/sansproxy_io",
     "adapters/sansproxy_trio",
     "adapters/sansproxy_asyncio",
+    "benchmarks",
 ]
 FUZZ_SECONDS = os.environ.get("FUZZ_SECONDS", "60")
 
