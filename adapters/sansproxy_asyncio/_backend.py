@@ -154,10 +154,20 @@ class AsyncioConnection(asyncio.Protocol):
         """Queue ``data``; ``Written`` follows once it has left asyncio's buffer."""
         if self._finished or self._lost or self._eof_wanted:
             return  # the core sends nothing after Close or ShutdownWrite
-        self._outbox.append(data)
-        self._queued += len(data)
         self._unreported += len(data)
-        self._pump()
+        transport = self._transport
+        if (
+            not self._outbox
+            and transport is not None
+            and len(data) <= WRITE_PIECE
+            and not transport.get_write_buffer_size()
+            and not transport.is_closing()
+        ):
+            transport.write(data)  # the usual case: what _pump would do, without the queue
+        else:
+            self._outbox.append(data)
+            self._queued += len(data)
+            self._pump()
         self._schedule_tick()
 
     def close(self, *, abort: bool) -> None:

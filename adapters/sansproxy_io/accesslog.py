@@ -31,8 +31,10 @@ Two formats, chosen by ``[logging] access_log_format``:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-from datetime import datetime
+import re
+from datetime import datetime, tzinfo
 from typing import Final
 
 from sansproxy.commands import AccessRecord
@@ -40,6 +42,9 @@ from sansproxy.commands import AccessRecord
 __all__ = ["ACCESS_LOG_FORMATS", "format_combined", "format_json", "format_record"]
 
 ACCESS_LOG_FORMATS: Final = ("combined", "json")
+
+_UNSAFE: Final = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+"""A character that a quoted field must escape: anything but printable ASCII, ``"`` or ``\\``."""
 
 
 def format_record(record: AccessRecord, when: datetime, log_format: str) -> str:
@@ -66,7 +71,7 @@ def format_combined(record: AccessRecord, when: datetime) -> str:
     if not version.startswith("HTTP/"):
         version = f"HTTP/{version}"
     request = _escape(f"{record.method} {record.target} {version}")
-    timestamp = when.strftime("%d/%b/%Y:%H:%M:%S %z")
+    timestamp = _timestamp(when)
     upstream = _escape(record.upstream) if record.upstream else "-"
     ttfb = "-" if record.upstream_ttfb is None else f"{record.upstream_ttfb:.3f}"
     return (
@@ -82,11 +87,26 @@ def format_json(record: AccessRecord, when: datetime) -> str:
     return json.dumps(fields, ensure_ascii=True, separators=(",", ":"))
 
 
+def _timestamp(when: datetime) -> str:
+    # A busy server writes many lines a second: format each second once.
+    second = (when.year, when.month, when.day, when.hour, when.minute, when.second)
+    return _format_second(second, when.fold, when.tzinfo)
+
+
+@functools.lru_cache(maxsize=4)
+def _format_second(second: tuple[int, ...], fold: int, zone: tzinfo | None) -> str:
+    year, month, day, hour, minute, sec = second
+    moment = datetime(year, month, day, hour, minute, sec, fold=fold, tzinfo=zone)
+    return moment.strftime("%d/%b/%Y:%H:%M:%S %z")
+
+
 def _quoted(value: str) -> str:
     return _escape(value) if value else "-"
 
 
 def _escape(value: str) -> str:
+    if _UNSAFE.search(value) is None:
+        return value
     out: list[str] = []
     for char in value:
         code = ord(char)

@@ -240,7 +240,7 @@ class Runner:
         if conn is not None and conn not in self._transports:
             return
         self._turn(event)
-        if isinstance(event, ConnectionLost | UpstreamFailed):
+        if type(event) is ConnectionLost or type(event) is UpstreamFailed:
             # The core forgets such a connection; make sure the backend lets go of it too.
             transport = self._transports.pop(event.conn, None)
             if transport is not None:
@@ -303,11 +303,19 @@ class Runner:
                     else:
                         logger.log(level, "conn %d: %s", command.conn, command.message)
                 case AccessLog():
-                    if self._access_log_format is not None:
+                    if self._access_log_format is not None and access_logger.isEnabledFor(
+                        logging.INFO
+                    ):
                         line = format_record(
                             command.record, self._wall_clock(), self._access_log_format
                         )
-                        access_logger.info("%s", line)
+                        # One line per exchange: skip Logger.info's search of the stack
+                        # for a caller, which an access line has no use for.
+                        access_logger.handle(
+                            access_logger.makeRecord(
+                                ACCESS_LOGGER, logging.INFO, "", 0, line, (), None
+                            )
+                        )
                 case ShutdownComplete():
                     self._backend.shutdown_complete()
                 case _:

@@ -5,7 +5,7 @@ Theory of operation:
 - A :class:`TrioConnection` is the :class:`~sansproxy_io.runner.Transport` of one client
   or upstream connection. Everything it does runs inside its own cancel scope, so an abort,
   a ``Close`` while connecting, or the server going away all stop it at once.
-- Its reader calls ``receive_some(65536)`` while reading is not paused and reports
+- Its reader reads up to 64 KiB at a time while reading is not paused and reports
   ``DataReceived``, ``EofReceived`` (empty read; the reader then stops) or ``ConnectionLost``.
 - Its writer waits for queued bytes, writes them all with one ``send_all`` and reports
   ``Written``. After a graceful ``Close`` it stops the reader, flushes the queue and closes
@@ -13,6 +13,9 @@ Theory of operation:
   and close are bounded by ``close_timeout``: the core has forgotten the connection by then,
   so nothing else would ever end a peer that stops reading. An abort sets SO_LINGER 0 so
   closing sends a reset.
+- On plain TCP both go straight to the stream's trio socket (``recv``, ``send``): the same
+  system calls and checkpoints, without the stream layer's per-call wrappers, which cost
+  as much as the calls on a busy proxy. TLS streams are read and written as streams.
 - Events go through :meth:`Runner.dispatch`, which drops those about connections the core
   already closed.
 - :class:`TrioTimer` is the one timer: a task asleep in a cancel scope whose deadline is the
@@ -77,6 +80,29 @@ def _is_ragged_eof(exc: trio.BrokenResourceError) -> bool:
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _receiver(stream: trio.abc.Stream) -> Callable[[int], Awaitable[bytes | bytearray]]:
+    """How to read from ``stream``: its socket's ``recv`` for plain TCP."""
+    if isinstance(stream, trio.SocketStream):
+        return stream.socket.recv
+    return stream.receive_some
+
+
+def _sender(stream: trio.abc.Stream) -> Callable[[bytes], Awaitable[None]]:
+    """How to write all of some bytes to ``stream``: its socket's ``send`` for plain TCP."""
+    if not isinstance(stream, trio.SocketStream):
+        return stream.send_all
+    sock = stream.socket
+
+    async def send_all(data: bytes) -> None:
+        sent = await sock.send(data)
+        if sent < len(data):
+            with memoryview(data) as view:
+                while sent < len(view):
+                    sent += await sock.send(view[sent:])
+
+    return send_all
 
 
 async def _send_eof(stream: trio.abc.Stream) -> None:
@@ -191,11 +217,15 @@ class TrioConnection:
 
     async def _read(self, stream: trio.abc.Stream) -> None:
         conn = self._id()
+        receive = _receiver(stream)
         with self._reader_scope:
             while True:
-                await self._reading_allowed.wait()
+                if not self._reading_allowed.is_set():
+                    # Only when paused: waiting on a set event would cost a trip through
+                    # the scheduler for every read (a read is a checkpoint anyway).
+                    await self._reading_allowed.wait()
                 try:
-                    data = await stream.receive_some(RECEIVE_SIZE)
+                    data = await receive(RECEIVE_SIZE)
                 except trio.BrokenResourceError as exc:
                     if not _is_ragged_eof(exc):
                         self._lost(f"read failed: {_describe(exc.__cause__ or exc)}")
@@ -211,6 +241,7 @@ class TrioConnection:
 
     async def _write(self, stream: trio.abc.Stream) -> None:
         conn = self._id()
+        send_all = _sender(stream)
         while True:
             if not self._outbox:
                 if self._closing:
@@ -225,7 +256,7 @@ class TrioConnection:
             data = b"".join(self._outbox)
             self._outbox.clear()
             try:
-                await stream.send_all(data)
+                await send_all(data)
             except _STREAM_ERRORS as exc:
                 self._lost(f"write failed: {_describe(exc)}")
                 return
