@@ -86,7 +86,14 @@ from sansproxy.headers import HeaderRules, is_upgrade
 from sansproxy.health import HealthChange, probe_delay, probe_passed
 from sansproxy.pool import Choice, Pool, PoolView
 from sansproxy.retries import backoff
-from sansproxy.routing import RouteMatch, RouteTable, normalise_path, rewrite_path, split_target
+from sansproxy.routing import (
+    RouteMatch,
+    RouteTable,
+    normalise_host,
+    normalise_path,
+    rewrite_path,
+    split_target,
+)
 
 if TYPE_CHECKING:
     from random import Random
@@ -630,7 +637,7 @@ class Proxy:
     ) -> bytes:
         values = {
             "scheme": "https" if exchange.client.tls is not None else "http",
-            "host": exchange.host.decode("latin-1"),
+            "host": normalise_host(exchange.host).decode("latin-1"),
             "path": path.decode("latin-1"),
             "query": query.decode("latin-1"),
             "uri": (path + query).decode("latin-1"),
@@ -658,14 +665,21 @@ class Proxy:
         if self._shutting_down:
             headers.append((b"connection", b"close"))
         codec = client.codec
+        expecting_continue = codec.waiting_for_100_continue
         data = codec.send_response(status, headers, head_request=exchange.head_request)
         if body and not exchange.head_request:
             data += codec.send_body(body)
             exchange.response_bytes = len(body)
         self._send(client, data + codec.send_end([]))
-        if exchange.request_complete:
+        if exchange.request_complete or expecting_continue:
+            # A client that expected 100 Continue may never send its body now: close
+            # after the answer rather than wait for it.
             self._end_exchange(exchange)
             self._next_request(client)
+        elif exchange.has_body:
+            self._timers.set(
+                client.conn, TimerKind.CLIENT_BODY, self._now + exchange.timeouts.client_body
+            )
 
     def _affinity(self, exchange: Exchange, pool: Pool[Exchange], headers: Headers) -> None:
         """The request's hash key and sticky server, from its address, headers or cookies."""
@@ -806,7 +820,10 @@ class Proxy:
         if choice is Choice.NONE_AVAILABLE:
             if not exchange.tried:
                 self._log("warning", f"upstream {pool.upstream.name}: no server is available")
-            self._fail(exchange.client, 502 if exchange.tried else 503, retry_after=1)
+            if exchange.tried:
+                self._fail(exchange.client, 502)
+            else:
+                self._fail(exchange.client, 503, retry_after=1)
             return
         server = pool.servers[choice]
         exchange.tried.add(server)

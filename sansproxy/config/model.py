@@ -239,7 +239,7 @@ class RetryPolicy:
 class Redirect:
     """Answer with a redirect instead of proxying.
 
-    ``location`` may use ``{scheme}``, ``{host}`` (the request's Host), ``{path}``,
+    ``location`` may use ``{scheme}``, ``{host}`` (the request's host name, without port), ``{path}``,
     ``{query}`` (with its ``?``) and ``{uri}`` (path and query).
     """
 
