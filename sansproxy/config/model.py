@@ -239,8 +239,8 @@ class RetryPolicy:
 class Redirect:
     """Answer with a redirect instead of proxying.
 
-    ``location`` may use ``{scheme}``, ``{host}`` (the request's host name, without port), ``{path}``,
-    ``{query}`` (with its ``?``) and ``{uri}`` (path and query).
+    ``location`` may use ``{scheme}``, ``{host}`` (the request's host name, without
+    port), ``{path}``, ``{query}`` (with its ``?``) and ``{uri}`` (path and query).
     """
 
     location: str
