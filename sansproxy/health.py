@@ -26,12 +26,16 @@ Model decisions:
   failure returns None and the count stays where it is, so the next failure
   tries again. Only ejections count against this cap; servers that failed
   their active probes do not.
-- The active state and ejection are independent: a server is *available* when
-  it is active-up and not ejected. An ejection is over at its end time even
-  before :meth:`PoolHealth.expire` reports it.
+- A server is *available* when it is active-up and not ejected. An ejection
+  is over at its end time even before :meth:`PoolHealth.expire` reports it, or
+  as soon as the probes bring the server back (``fall`` failed, then ``rise``
+  passed, during the ejection): a backend that was restarted comes back after
+  ``rise`` probes, not after the ejection time. Passing probes alone do not end
+  an ejection (Envoy's default does), since a server can pass its health path
+  and still fail real traffic.
 - :class:`HealthChange.healthy <HealthChange>` is whether the server is
-  available right after the change, so a probe flip during an ejection reads
-  ``healthy=False`` either way.
+  available right after the change, so a fall during an ejection reads
+  ``healthy=False``.
 """
 
 from __future__ import annotations
@@ -251,6 +255,10 @@ class PoolHealth:
         server.active_up = True
         server.rise_streak = 0
         server.consecutive_failures = 0
+        if _ejected(server, now):
+            # The probes saw it fall and rise during the ejection: the outage is over.
+            server.ejected_until = None
+            server.forgive_from = now
         return self._record(server, now, f"{_plural(check.rise, 'probe')} passed")
 
     def traffic_success(self, index: int, now: float) -> None:

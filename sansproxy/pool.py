@@ -104,6 +104,14 @@ class Pool(Generic[W]):
         self._primaries = [i for i, s in enumerate(self.servers) if not s.backup]
         self._backups = [i for i, s in enumerate(self.servers) if s.backup]
         if previous is not None:
+            before = previous.upstream
+            if (before.servers, before.health_check, before.outlier) == (
+                self.servers,
+                upstream.health_check,
+                upstream.outlier,
+            ):
+                # The same servers checked the same way: their health carries on.
+                self.health = previous.health
             # In-flight requests still count against the servers that stay.
             for server, old in previous._index.items():
                 new = self._index.get(server)

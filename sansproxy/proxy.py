@@ -223,8 +223,17 @@ class Proxy:
             self._busy = False
 
     def next_deadline(self) -> float | None:
-        """When :meth:`handle_timeout` next wants to be called, or None."""
-        return self._timers.next_deadline()
+        """When :meth:`handle_timeout` next wants to be called, or None.
+
+        The end of a server's ejection counts, so that its return is logged when
+        it happens rather than whenever the next event arrives.
+        """
+        deadline = self._timers.next_deadline()
+        for pool in self._pools.values():
+            ejection = pool.health.next_deadline()
+            if ejection is not None and (deadline is None or ejection < deadline):
+                deadline = ejection
+        return deadline
 
     def statistics(self) -> ProxyStatistics:
         """How many connections, exchanges and timers the core holds right now.
@@ -1527,7 +1536,7 @@ class Proxy:
         pools: dict[str, Pool[Exchange]] = {}
         for name, group in config.upstreams.items():
             old = self._pools.get(name)
-            if old is not None and old.upstream == group:
+            if old is not None and _same_upstream(old.upstream, group):
                 pools[name] = old  # Unchanged: health, load and queue carry on.
             else:
                 pools[name] = Pool(group, previous=old)
@@ -1713,6 +1722,16 @@ def _cookie(headers: Headers, name: bytes) -> bytes | None:
             if sep and key == name:
                 return cookie.strip(b'"')
     return None
+
+
+def _same_upstream(old: Upstream, new: Upstream) -> bool:
+    """Whether a reload left an upstream as it was, servers' balancing settings included.
+
+    A server's weight, backup flag and cap are not part of its equality (so that its
+    pooled connections survive a change of them), but a change of them is a change.
+    """
+    settings = [(s.weight, s.backup, s.max_connections) for s in old.servers]
+    return old == new and settings == [(s.weight, s.backup, s.max_connections) for s in new.servers]
 
 
 def _all_servers(config: ProxyConfig) -> frozenset[Server]:

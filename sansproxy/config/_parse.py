@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 
 from sansproxy.config._pools import _upstreams
-from sansproxy.config._routes import _routes, _routing
+from sansproxy.config._routes import _check_merged_slashes, _routes, _routing
 from sansproxy.config._values import (
     _ACCESS_LOG_FORMATS,
     _ALWAYS_HIDDEN,
@@ -149,12 +149,14 @@ def _proxy_config(document: dict[str, object]) -> ProxyConfig:
     upstreams = _upstreams(document.get("upstreams"), required=not has_routes)
     timeouts = _timeouts(document.get("timeouts", {}))
     routes = _routes(document.get("routes"), upstreams, timeouts)
+    routing = _routing(document.get("routing", {}))
+    _check_merged_slashes(routes, routing)
     listeners = _listeners(document.get("listeners"), upstreams, has_routes=has_routes)
     return ProxyConfig(
         listeners=listeners,
         upstreams=upstreams,
         routes=routes,
-        routing=_routing(document.get("routing", {})),
+        routing=routing,
         timeouts=timeouts,
         limits=_limits(document.get("limits", {})),
         headers=_headers(document.get("headers", {})),

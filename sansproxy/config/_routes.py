@@ -30,7 +30,7 @@ from sansproxy.config.model import (
     Timeouts,
     Upstream,
 )
-from sansproxy.routing import RouteMatch
+from sansproxy.routing import RouteMatch, normalise_path
 
 _ROUTE_KEYS = (
     "name",
@@ -57,7 +57,8 @@ _RESPOND_KEYS = ("status", "body", "content_type", "headers")
 _RETRY_KEYS = ("tries", "on", "methods", "backoff_base", "backoff_max")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _PLACEHOLDERS = frozenset({"scheme", "host", "path", "query", "uri"})
-_HOST_PATTERN = re.compile(r"(\*\.)?[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?|\[[0-9a-f:.]+\]")
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?"
+_HOST_PATTERN = re.compile(rf"(\*\.)?{_LABEL}(?:\.{_LABEL})*|\[[0-9a-f:.]+\]")
 _PATH_PREFIX = re.compile(r"/[\x21-\x7e]*")
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
 
@@ -195,6 +196,13 @@ def _match(table: dict[str, object], path: str) -> RouteMatch:
             value = _string(table[key], f"{path}.{key}")
             if not _PATH_PREFIX.fullmatch(value) or "?" in value or "#" in value:
                 raise _Invalid(f"{path}.{key}", "must be a path starting with '/', without query")
+            if normalise_path(value.encode(), merge_slashes=False) != value.encode():
+                # Requests are matched once normalised: this spelling could never match.
+                raise _Invalid(
+                    f"{path}.{key}",
+                    "must be a normalised path: no '.' or '..' segments, %HH only for "
+                    "reserved characters and in upper case",
+                )
             paths[key] = value
     if "path_regex" in table:
         pattern = _string(table["path_regex"], f"{path}.path_regex")
@@ -233,12 +241,33 @@ def _match(table: dict[str, object], path: str) -> RouteMatch:
         raise _Invalid(path, str(error)) from None
 
 
+def _check_merged_slashes(routes: tuple[Route, ...], routing: RoutingSettings) -> None:
+    """With ``merge_slashes`` no request path holds ``//`` once normalised: such a route is dead."""
+    if not routing.merge_slashes:
+        return
+    for index, route in enumerate(routes):
+        for key in ("path", "path_prefix"):
+            value = getattr(route.match, key)
+            if value is not None and "//" in value:
+                raise _Invalid(
+                    f"routes[{index}].{key}",
+                    "never matches while routing.merge_slashes is true (use a single '/')",
+                )
+
+
 def _prefix(table: dict[str, object], key: str, path: str) -> bytes | None:
     if key not in table:
         return None
     value = _string(table[key], f"{path}.{key}")
     if not _PATH_PREFIX.fullmatch(value) or "?" in value or "#" in value or value == "/":
         raise _Invalid(f"{path}.{key}", "must be a path such as /api, without query")
+    if normalise_path(value.encode(), merge_slashes=False) != value.encode():
+        # It applies to the normalised path: another spelling would never be stripped.
+        raise _Invalid(
+            f"{path}.{key}",
+            "must be a normalised path: no '.' or '..' segments, %HH only for "
+            "reserved characters and in upper case",
+        )
     return value.rstrip("/").encode()
 
 

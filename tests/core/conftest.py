@@ -121,7 +121,12 @@ class ProxyKit:
 
     @staticmethod
     def answered_with_error(
-        pb: Playbook, client: ConnId, status: int, *, http10: bool = False
+        pb: Playbook,
+        client: ConnId,
+        status: int,
+        *,
+        http10: bool = False,
+        retry_after: int | None = None,
     ) -> None:
         """Expect the error response ``status`` next, then the end of ``client``.
 
@@ -129,7 +134,7 @@ class ProxyKit:
         client is still sending (RFC 9112 §9.6) and close at the client's EOF; both
         are fine here (``test_proxy_linger.py`` pins the lingering itself).
         """
-        pb << Send(conn=client, data=ProxyKit.error(status, http10=http10))
+        pb << Send(conn=client, data=ProxyKit.error(status, http10=http10, retry_after=retry_after))
         if pb.actual()[-1] == Close(conn=client):
             assert pb << Close(conn=client)
         else:

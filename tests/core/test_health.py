@@ -531,3 +531,20 @@ def test_invalid_settings_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match="must"):
         PoolHealth(LABELS[:1], active=active, outlier=outlier)
+
+
+def test_rise_during_an_ejection_ends_it() -> None:
+    pool = PoolHealth(LABELS[:2], active=ActiveCheck(fall=2, rise=2), outlier=OUTLIER)
+    fail(pool, 0, 3, 0.0)  # ejected until 30
+    assert pool.probe_result(0, False, "connect failed", 1.0) is None
+    down = pool.probe_result(0, False, "connect failed", 2.0)
+    assert down is not None
+    assert not down.healthy
+    assert pool.probe_result(0, True, "", 3.0) is None
+    back = pool.probe_result(0, True, "", 4.0)
+    assert back == HealthChange(at=4.0, server=LABELS[0], healthy=True, reason="2 probes passed")
+    assert pool.available(0, 4.0)
+    assert pool.view()[0].ejected_until is None
+    assert pool.next_deadline() is None
+    assert pool.expire(30.0) == []  # no late "ejection ended"
+    assert pool.view()[0].ejections == 1  # the next ejection still lasts longer
