@@ -171,6 +171,20 @@ class Pool(Generic[W]):
             return eligible, any(i not in tried and self._full(i) for i in everyone)
         return [], False
 
+    def serves(self, index: int, now: float) -> bool:
+        """Whether server ``index`` belongs to the group that takes traffic now.
+
+        The health and backup rules of :meth:`choose`, without its ``tried`` set
+        and connection caps: for resending a request on a fresh connection to
+        the server it was already counted against.
+        """
+        available = self.health.available
+        for group in (self._primaries, self._backups):
+            up = [i for i in group if available(i, now)]
+            if up:
+                return index in up
+        return self.upstream.when_all_down == "use_all"
+
     def _full(self, index: int) -> bool:
         cap = self.servers[index].max_connections
         return bool(cap) and self.loads[index].outstanding >= cap

@@ -1258,8 +1258,17 @@ class Proxy:
             self._server_failed(exchange, "reset")
             self._abort_client(exchange.client)
             return
-        if upstream.reused and self._safe_to_resend(exchange, upstream):
-            # A pooled connection the backend had already closed: resend (rule 4).
+        pool = self._current_pool(exchange)
+        index = None if pool is None else pool.index(server)
+        if (
+            upstream.reused
+            and self._safe_to_resend(exchange, upstream)
+            and pool is not None
+            and index is not None
+            and pool.serves(index, self._now)
+        ):
+            # A pooled connection the backend had already closed: resend (rule 4),
+            # unless the server went down meanwhile; then it is an ordinary retry.
             exchange.tried.discard(server)
             self._open_upstream(exchange, server)
             exchange.tried.add(server)
