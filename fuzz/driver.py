@@ -52,8 +52,12 @@ def atheris_available() -> bool:
     return True
 
 
-def run_hypothesis(name: str, seconds: float) -> Report:
-    """Fuzz harness ``name`` with hypothesis for about ``seconds`` (raises on a failure)."""
+def run_hypothesis(name: str, seconds: float, *, min_generated: int = 0) -> Report:
+    """Fuzz harness ``name`` with hypothesis for about ``seconds`` (raises on a failure).
+
+    After the seeds, at least ``min_generated`` generated inputs run even when
+    ``seconds`` is spent first (a busy machine must not turn a smoke test into a no-op).
+    """
     harness = load(name)
     start = time.monotonic()
     deadline = start + seconds
@@ -61,6 +65,7 @@ def run_hypothesis(name: str, seconds: float) -> Report:
     for seed in harness.SEEDS:
         harness.check(seed)
         count += 1
+    wanted = count + min_generated
 
     @settings(
         max_examples=BATCH,
@@ -73,12 +78,12 @@ def run_hypothesis(name: str, seconds: float) -> Report:
     @given(harness.inputs())
     def batch(data: bytes) -> None:
         nonlocal count
-        if time.monotonic() > deadline:
+        if count >= wanted and time.monotonic() > deadline:
             return  # budget spent: finish the batch without work
         count += 1
         harness.check(data)
 
-    while time.monotonic() < deadline:
+    while count < wanted or time.monotonic() < deadline:
         batch()
     return Report(name, "hypothesis", count, time.monotonic() - start)
 

@@ -35,6 +35,8 @@ from sansproxy.events import (
     UpstreamFailed,
     Written,
 )
+from sansproxy.health import HealthChange, ServerHealthView
+from sansproxy.pool import PoolView, ServerView
 from sansproxy.proxy import Proxy, ProxyStatistics
 
 __all__ = [
@@ -50,15 +52,19 @@ __all__ = [
     "DataReceived",
     "EofReceived",
     "Event",
+    "HealthChange",
     "Log",
     "OpenUpstream",
     "PauseReading",
+    "PoolView",
     "Proxy",
     "ProxyConfig",
     "ProxyStatistics",
     "ResumeReading",
     "SansproxyError",
     "Send",
+    "ServerHealthView",
+    "ServerView",
     "ShutdownComplete",
     "ShutdownRequested",
     "ShutdownWrite",

@@ -9,12 +9,16 @@ minus bytes the adapter reported ``Written``.
 from __future__ import annotations
 
 from enum import Enum, auto
+from typing import TYPE_CHECKING
 
 from sansproxy._codec.http1 import ClientCodec, ServerCodec
-from sansproxy.config import Server, Upstream
 from sansproxy.events import ConnId, TlsInfo
 
-__all__ = ["ClientConn", "ClientState", "Exchange", "UpstreamConn", "UpstreamState"]
+if TYPE_CHECKING:
+    from sansproxy.config import Route, Server, Timeouts
+    from sansproxy.pool import Pool
+
+__all__ = ["ClientConn", "ClientState", "Exchange", "Probe", "UpstreamConn", "UpstreamState"]
 
 
 class ClientState(Enum):
@@ -85,12 +89,37 @@ class ClientConn(_Side):
         self.hold_pipeline = False
 
 
-class UpstreamConn(_Side):
-    __slots__ = ("codec", "exchange", "pending", "reusable", "reused", "server", "state")
+class Probe:
+    """An active health check in flight on an upstream connection of its own."""
 
-    def __init__(self, conn: ConnId, server: Server) -> None:
+    __slots__ = ("body", "index", "owner", "pool", "status")
+
+    def __init__(self, pool: str, index: int, owner: ConnId) -> None:
+        self.pool = pool
+        self.index = index
+        self.owner = owner
+        """Timer owner that schedules this server's probes."""
+        self.status = 0
+        self.body = b""
+
+
+class UpstreamConn(_Side):
+    __slots__ = (
+        "codec",
+        "exchange",
+        "pending",
+        "probe",
+        "reusable",
+        "reused",
+        "server",
+        "state",
+    )
+
+    def __init__(self, conn: ConnId, server: Server, probe: Probe | None = None) -> None:
         super().__init__(conn)
         self.server = server
+        self.probe = probe
+        """Set when this connection carries a health probe rather than traffic."""
         self.codec = ClientCodec()
         self.state = UpstreamState.CONNECTING
         self.exchange: Exchange | None = None
@@ -104,13 +133,20 @@ class Exchange:
     """One request and its response, from the request head to the last log line."""
 
     __slots__ = (
+        "attempts",
         "chunked_request",
         "client",
         "client_version",
+        "counted",
+        "declared_length",
         "has_body",
+        "hash_key",
         "head_request",
         "host",
+        "local",
+        "max_body",
         "method",
+        "pool",
         "referer",
         "replay",
         "request_bytes",
@@ -118,18 +154,23 @@ class Exchange:
         "request_trailers",
         "response_bytes",
         "response_started",
+        "route",
         "sent_at",
         "server",
+        "server_index",
+        "set_cookie",
         "started_at",
         "status",
+        "sticky",
         "target",
+        "timeouts",
         "tried",
         "ttfb",
         "upgrade",
         "upstream",
-        "upstream_group",
         "upstream_head",
         "user_agent",
+        "wait",
     )
 
     def __init__(
@@ -139,15 +180,35 @@ class Exchange:
         method: bytes,
         target: bytes,
         client_version: bytes,
-        upstream_group: Upstream,
         started_at: float,
+        timeouts: Timeouts,
+        max_body: int,
     ) -> None:
         self.client = client
         self.method = method
         self.target = target
         self.client_version = client_version
-        self.upstream_group = upstream_group
         self.started_at = started_at
+        self.timeouts = timeouts
+        """The route's timeouts (the global ones until a route is chosen)."""
+        self.max_body = max_body
+        self.route: Route | None = None
+        self.pool: Pool[Exchange] | None = None
+        self.server_index: int | None = None
+        """The pool's index of the server of the current try."""
+        self.counted = False
+        """Whether the current try counts in the pool's outstanding requests."""
+        self.attempts = 0
+        """Tries handed to a server so far (resends of a stale pooled connection excluded)."""
+        self.wait: ConnId | None = None
+        """Timer owner while the exchange waits: for a retry's backoff or in the queue."""
+        self.local = False
+        """Answered by the proxy itself (404, redirect, fixed response)."""
+        self.declared_length = 0
+        """The request's Content-Length (0 when absent)."""
+        self.hash_key: bytes | None = None
+        self.sticky: int | None = None
+        self.set_cookie: bytes | None = None
         self.head_request = method == b"HEAD"
         self.upgrade = False
         self.chunked_request = False

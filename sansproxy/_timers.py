@@ -33,6 +33,10 @@ class TimerKind(Enum):
     TUNNEL_IDLE = "tunnel idle"
     CLIENT_LINGER = "lingering close"
     DRAIN = "shutdown drain"
+    PROBE = "health probe due"
+    PROBE_TIMEOUT = "health probe timeout"
+    RETRY_BACKOFF = "retry backoff"
+    QUEUE_WAIT = "waiting for a free server"
 
 
 class TimerTable(Generic[K]):

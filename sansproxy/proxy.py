@@ -28,6 +28,8 @@ Rules the code below keeps:
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, assert_never
 
@@ -45,11 +47,11 @@ from sansproxy._state import (
     ClientConn,
     ClientState,
     Exchange,
+    Probe,
     UpstreamConn,
     UpstreamState,
 )
 from sansproxy._timers import TimerKind, TimerTable
-from sansproxy.balancing import RoundRobin
 from sansproxy.commands import (
     AccessLog,
     AccessRecord,
@@ -65,6 +67,7 @@ from sansproxy.commands import (
     ShutdownWrite,
     UpstreamTls,
 )
+from sansproxy.config import Route
 from sansproxy.errors import UsageError
 from sansproxy.events import (
     ConfigReloaded,
@@ -80,6 +83,17 @@ from sansproxy.events import (
     Written,
 )
 from sansproxy.headers import HeaderRules, is_upgrade
+from sansproxy.health import HealthChange, probe_delay, probe_passed
+from sansproxy.pool import Choice, Pool, PoolView
+from sansproxy.retries import backoff
+from sansproxy.routing import (
+    RouteMatch,
+    RouteTable,
+    normalise_host,
+    normalise_path,
+    rewrite_path,
+    split_target,
+)
 
 if TYPE_CHECKING:
     from random import Random
@@ -92,6 +106,7 @@ IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b
 
 _REASONS = {
     400: b"Bad Request",
+    404: b"Not Found",
     405: b"Method Not Allowed",
     408: b"Request Timeout",
     413: b"Content Too Large",
@@ -108,7 +123,13 @@ _PARSING = frozenset({ClientState.WAITING, ClientState.ACTIVE})
 """Client states in which bytes from the client are HTTP messages."""
 
 _DRAIN_OWNER = ConnId(0)
-"""Timer owner of the shutdown drain deadline (connection ids start at 1)."""
+"""Timer owner of the shutdown drain deadline (connection ids start at 1; the proxy's
+other timer owners, health probes and waiting exchanges, count down from -1)."""
+
+_PROBE_BODY_CAP = 64 * 1024
+"""Bytes of a probe response kept to look for ``body_contains``."""
+
+_PLACEHOLDER = re.compile(r"\{(scheme|host|path|query|uri)\}")
 
 _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
@@ -141,8 +162,15 @@ class Proxy:
         self._limits = config.limits
         self._timeouts = config.timeouts
         self._rules = HeaderRules(config.headers)
-        self._balancers = {name: RoundRobin(up) for name, up in config.upstreams.items()}
+        self._pools: dict[str, Pool[Exchange]] = {
+            name: Pool(upstream) for name, upstream in config.upstreams.items()
+        }
+        self._routes, self._listener_routes = _route_tables(config)
         self._servers = _all_servers(config)
+        self._next_internal = 0
+        self._probe_owners: dict[ConnId, tuple[str, int]] = {}
+        self._probes_started = False
+        self._waiting: dict[ConnId, Exchange] = {}
         self._clients: dict[ConnId, ClientConn] = {}
         self._upstreams: dict[ConnId, UpstreamConn] = {}
         self._idle: dict[Server, list[UpstreamConn]] = {}
@@ -195,18 +223,40 @@ class Proxy:
             self._busy = False
 
     def next_deadline(self) -> float | None:
-        """When :meth:`handle_timeout` next wants to be called, or None."""
-        return self._timers.next_deadline()
+        """When :meth:`handle_timeout` next wants to be called, or None.
+
+        The end of a server's ejection counts, so that its return is logged when
+        it happens rather than whenever the next event arrives.
+        """
+        deadline = self._timers.next_deadline()
+        for pool in self._pools.values():
+            ejection = pool.health.next_deadline()
+            if ejection is not None and (deadline is None or ejection < deadline):
+                deadline = ejection
+        return deadline
 
     def statistics(self) -> ProxyStatistics:
-        """How many connections, exchanges and timers the core holds right now."""
+        """How many connections, exchanges and timers the core holds right now.
+
+        Health probes are not counted: they belong to the configuration, not
+        to traffic, and run for as long as the proxy does.
+        """
+        probes = [u for u in self._upstreams.values() if u.probe is not None]
+        probe_timers = sum(1 for owner in self._probe_owners if self._timers.kind(owner))
         return ProxyStatistics(
             client_connections=len(self._clients),
-            upstream_connections=len(self._upstreams),
+            upstream_connections=len(self._upstreams) - len(probes),
             idle_upstream_connections=sum(len(v) for v in self._idle.values()),
             exchanges=self._exchanges,
-            timers=len(self._timers),
+            timers=len(self._timers) - probe_timers - len(probes),
         )
+
+    def upstream_status(self) -> tuple[PoolView, ...]:
+        """Every upstream's servers: health and its history, load, weights, queue, retries.
+
+        As of the latest ``now`` the proxy was given.
+        """
+        return tuple(pool.view(self._now) for pool in self._pools.values())
 
     # -- dispatch -------------------------------------------------------------
 
@@ -218,6 +268,13 @@ class Proxy:
         self._busy = True
         self._now = now
         self._out = []
+        if not self._probes_started:
+            self._start_probes()
+        for pool in self._pools.values():
+            deadline = pool.health.next_deadline()
+            if deadline is not None and deadline <= now:
+                for change in pool.expire(now):
+                    self._health_changed(pool, change)
 
     def _dispatch(self, event: Event) -> None:
         match event:
@@ -412,10 +469,11 @@ class Proxy:
     def _touch_idle_timer(self, side: ClientConn | UpstreamConn) -> None:
         """Progress in either direction keeps a streaming exchange's idle timer alive."""
         kind = self._timers.kind(side.conn)
-        if kind is TimerKind.CLIENT_BODY:
-            self._timers.set(side.conn, kind, self._now + self._timeouts.client_body)
-        elif kind is TimerKind.UPSTREAM_BODY:
-            self._timers.set(side.conn, kind, self._now + self._timeouts.upstream_body)
+        if kind is TimerKind.CLIENT_BODY or kind is TimerKind.UPSTREAM_BODY:
+            exchange = side.exchange
+            timeouts = self._timeouts if exchange is None else exchange.timeouts
+            idle = timeouts.client_body if kind is TimerKind.CLIENT_BODY else timeouts.upstream_body
+            self._timers.set(side.conn, kind, self._now + idle)
         elif kind is TimerKind.TUNNEL_IDLE:
             self._timers.set(side.conn, kind, self._now + self._timeouts.tunnel_idle)
 
@@ -490,14 +548,14 @@ class Proxy:
 
     def _request_head(self, client: ClientConn, head: RequestHead) -> None:
         self._timers.cancel(client.conn)
-        group = self._config.upstreams[self._config.listeners[client.listener].upstream]
         exchange = Exchange(
             client,
             method=head.method,
             target=head.target,
             client_version=head.http_version,
-            upstream_group=group,
             started_at=self._now,
+            timeouts=self._timeouts,
+            max_body=self._limits.max_body_bytes,
         )
         client.exchange = exchange
         client.state = ClientState.ACTIVE
@@ -508,29 +566,146 @@ class Proxy:
             return
         if not head.target.startswith(b"/") and head.target != b"*":
             self._use_target_authority(head, exchange)
+        target = self._origin_form(head.target)
+        if target == b"*":
+            path, query = target, b""
+        else:
+            raw_path, query = split_target(target)
+            normalised = normalise_path(raw_path, merge_slashes=self._config.routing.merge_slashes)
+            if normalised is None:
+                self._log("info", "bad request from client: invalid request path", client.conn)
+                self._fail(client, 400)
+                return
+            path = normalised
+        route = self._route(client, exchange, path, head)
+        if route is None:
+            self._local_response(exchange, 404, [], b"404 Not Found\n")
+            return
+        exchange.route = route
+        if route.respond is not None:
+            respond = route.respond
+            self._local_response(exchange, respond.status, list(respond.headers), respond.body)
+            return
+        if route.redirect is not None:
+            location = self._redirect_location(route.redirect.location, exchange, path, query)
+            self._local_response(exchange, route.redirect.status, [(b"location", location)], b"")
+            return
+        if route.timeouts is not None:
+            exchange.timeouts = route.timeouts
+        if route.max_body_bytes is not None:
+            exchange.max_body = route.max_body_bytes
+        if exchange.max_body and exchange.declared_length > exchange.max_body:
+            self._fail(client, 413)
+            return
+        assert route.upstream is not None
+        pool = self._pools[route.upstream]
+        exchange.pool = pool
+        group = pool.upstream
+        if path != b"*":
+            path = rewrite_path(path, strip_prefix=route.strip_prefix, add_prefix=route.add_prefix)
         exchange.upgrade = is_upgrade(head.headers)
-        host_override = group.host_header.encode() if group.host_header is not None else None
+        host_override = route.host_header or group.host_header
         headers = self._rules.upstream_request(
             head.headers,
             client_ip=client.peer[0],
             proto="https" if client.tls is not None else "http",
             http_version=head.http_version,
-            host_override=host_override,
+            host_override=host_override.encode() if host_override is not None else None,
             upgrade=exchange.upgrade,
         )
         if not any(name == b"host" for name, _ in headers):
             # An HTTP/1.0 client may omit Host; HTTP/1.1 backends require one.
-            headers.append((b"host", self._first_server_authority(group)))
+            headers.append((b"host", group.servers[0].label.encode()))
         if exchange.chunked_request:
             headers.append((b"transfer-encoding", b"chunked"))
-        exchange.upstream_head = (head.method, self._origin_form(head.target), headers)
+        exchange.upstream_head = (head.method, path + query, headers)
+        self._affinity(exchange, pool, head.headers)
         if client.codec.waiting_for_100_continue:
             self._send(client, client.codec.send_informational(100, [], b"Continue"))
         if exchange.has_body:
             self._timers.set(
-                client.conn, TimerKind.CLIENT_BODY, self._now + self._timeouts.client_body
+                client.conn, TimerKind.CLIENT_BODY, self._now + exchange.timeouts.client_body
             )
+        pool.budget.record_request(self._now)
         self._connect_exchange(exchange)
+
+    def _route(
+        self, client: ClientConn, exchange: Exchange, path: bytes, head: RequestHead
+    ) -> Route | None:
+        """The route for a request: the first that matches, else the listener's default."""
+        if self._config.routes:
+            route = self._routes.find(
+                host=exchange.host, path=path, method=head.method, headers=head.headers
+            )
+            if route is not None:
+                return route
+        return self._listener_routes[client.listener]
+
+    def _redirect_location(
+        self, template: str, exchange: Exchange, path: bytes, query: bytes
+    ) -> bytes:
+        values = {
+            "scheme": "https" if exchange.client.tls is not None else "http",
+            "host": normalise_host(exchange.host).decode("latin-1"),
+            "path": path.decode("latin-1"),
+            "query": query.decode("latin-1"),
+            "uri": (path + query).decode("latin-1"),
+        }
+        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template).encode("latin-1")
+
+    def _local_response(
+        self, exchange: Exchange, status: int, headers: Headers, body: bytes
+    ) -> None:
+        """Answer from the proxy itself (a 404, a redirect, a fixed response).
+
+        The connection stays open for the next request: the request body, if
+        any, is read and dropped as it arrives.
+        """
+        client = exchange.client
+        exchange.local = True
+        exchange.replay = None
+        exchange.status = status
+        if self._config.headers.server is not None:
+            headers.append((b"server", self._config.headers.server.encode()))
+        if status not in (204, 304):
+            headers.append((b"content-length", b"%d" % len(body)))
+        else:
+            body = b""
+        if self._shutting_down:
+            headers.append((b"connection", b"close"))
+        codec = client.codec
+        expecting_continue = codec.waiting_for_100_continue
+        data = codec.send_response(status, headers, head_request=exchange.head_request)
+        if body and not exchange.head_request:
+            data += codec.send_body(body)
+            exchange.response_bytes = len(body)
+        self._send(client, data + codec.send_end([]))
+        if exchange.request_complete or expecting_continue:
+            # A client that expected 100 Continue may never send its body now: close
+            # after the answer rather than wait for it.
+            self._end_exchange(exchange)
+            self._next_request(client)
+        elif exchange.has_body:
+            self._timers.set(
+                client.conn, TimerKind.CLIENT_BODY, self._now + exchange.timeouts.client_body
+            )
+
+    def _affinity(self, exchange: Exchange, pool: Pool[Exchange], headers: Headers) -> None:
+        """The request's hash key and sticky server, from its address, headers or cookies."""
+        group = pool.upstream
+        hash_on = group.hash_on
+        if hash_on is not None:
+            if hash_on == "client_ip":
+                exchange.hash_key = exchange.client.peer[0].encode()
+            elif hash_on.startswith("header:"):
+                name = hash_on[7:].encode()
+                exchange.hash_key = next((v for n, v in headers if n == name), None)
+            else:
+                exchange.hash_key = _cookie(headers, hash_on[7:].encode())
+        if group.sticky_cookie is not None:
+            token = _cookie(headers, group.sticky_cookie.encode())
+            if token is not None:
+                exchange.sticky = pool.sticky_index(token)
 
     def _validate_request(self, head: RequestHead, exchange: Exchange) -> int:
         """The error status a request head earns, or 0 when it may be forwarded."""
@@ -567,12 +742,8 @@ class Proxy:
             return 400
         exchange.chunked_request = chunked
         exchange.has_body = chunked or (content_length is not None and content_length != b"0")
-        if (
-            content_length is not None
-            and limits.max_body_bytes
-            and int(content_length) > limits.max_body_bytes
-        ):
-            return 413
+        if content_length is not None:
+            exchange.declared_length = int(content_length)
         if not (head.target.startswith(b"/") or head.target == b"*" or b"://" in head.target):
             return 400
         return 0
@@ -600,17 +771,11 @@ class Proxy:
             return b"/" + rest[query:] if query != -1 else b"/"
         return rest[slash:]
 
-    @staticmethod
-    def _first_server_authority(group: Upstream) -> bytes:
-        server = group.servers[0]
-        host = f"[{server.host}]" if ":" in server.host else server.host
-        return f"{host}:{server.port}".encode()
-
     def _request_body(self, client: ClientConn, data: bytes) -> None:
         exchange = client.exchange
         assert exchange is not None
         exchange.request_bytes += len(data)
-        limit = self._limits.max_body_bytes
+        limit = exchange.max_body
         if limit and exchange.request_bytes > limit:
             if exchange.upstream is not None:
                 self._drop_upstream(exchange.upstream, abort=True)
@@ -618,12 +783,14 @@ class Proxy:
             return
         self._touch_idle_timer(client)
         replay = exchange.replay
+        upstream = exchange.upstream
         if replay is not None:
-            if exchange.request_bytes <= self._limits.retry_buffer_bytes:
+            # While the exchange waits for a server (its reading paused), the body
+            # is kept whole; it is forwarded when a server is found.
+            if exchange.request_bytes <= self._limits.retry_buffer_bytes or upstream is None:
                 replay.append(data)
             else:
                 exchange.replay = None
-        upstream = exchange.upstream
         if upstream is not None:
             self._send(upstream, upstream.codec.send_body(data))
 
@@ -634,6 +801,10 @@ class Proxy:
         exchange.request_trailers = trailers
         if self._timers.kind(client.conn) is TimerKind.CLIENT_BODY:
             self._timers.cancel(client.conn)
+        if exchange.local:
+            self._end_exchange(exchange)
+            self._next_request(client)
+            return
         upstream = exchange.upstream
         if upstream is not None:
             self._send(upstream, upstream.codec.send_end(trailers))
@@ -643,13 +814,32 @@ class Proxy:
     # -- upstream selection and connection -----------------------------------
 
     def _connect_exchange(self, exchange: Exchange) -> None:
-        """Give the exchange an upstream connection: a pooled one or a new one."""
-        server = self._balancers[exchange.upstream_group.name].pick(frozenset(exchange.tried))
-        if server is None:
-            self._fail(exchange.client, 502 if exchange.tried else 503)
+        """Give the exchange a server and an upstream connection: a pooled one or a new one."""
+        pool = self._current_pool(exchange)
+        if pool is None:
+            self._fail(exchange.client, 502)
             return
+        tried = {i for server in exchange.tried if (i := pool.index(server)) is not None}
+        choice = pool.choose(
+            tried=tried, key=exchange.hash_key, sticky=exchange.sticky, rng=self._rng, now=self._now
+        )
+        if choice is Choice.ALL_BUSY:
+            self._enqueue(exchange, pool)
+            return
+        if choice is Choice.NONE_AVAILABLE:
+            if not exchange.tried:
+                self._log("warning", f"upstream {pool.upstream.name}: no server is available")
+            if exchange.tried:
+                self._fail(exchange.client, 502)
+            else:
+                self._fail(exchange.client, 503, retry_after=1)
+            return
+        server = pool.servers[choice]
         exchange.tried.add(server)
         exchange.server = server
+        exchange.attempts += 1
+        pool.started(choice, self._now)
+        exchange.counted = True
         idle = self._idle.get(server)
         while idle:
             upstream = idle.pop()
@@ -659,22 +849,99 @@ class Proxy:
             return
         self._open_upstream(exchange, server)
 
+    def _current_pool(self, exchange: Exchange) -> Pool[Exchange] | None:
+        """The exchange's upstream as configured now (a reload may have replaced it)."""
+        pool = exchange.pool
+        return None if pool is None else self._pools.get(pool.upstream.name)
+
+    def _release(self, exchange: Exchange) -> None:
+        """The current try is over: it no longer counts against its server."""
+        if not exchange.counted:
+            return
+        exchange.counted = False
+        pool = self._current_pool(exchange)
+        index = None if pool is None or exchange.server is None else pool.index(exchange.server)
+        if pool is None or index is None:
+            return
+        pool.finished(index, self._now, latency=exchange.ttfb)
+        if pool.queue:
+            self._drain_queue(pool)
+
+    def _enqueue(self, exchange: Exchange, pool: Pool[Exchange]) -> None:
+        """Every available server is at its connection cap: wait for one, or 503."""
+        group = pool.upstream
+        retry_after = max(1, math.ceil(group.queue_timeout))
+        if len(pool.queue) >= group.queue_size:
+            self._log("warning", f"upstream {group.name}: every server busy and the queue full")
+            self._fail(exchange.client, 503, retry_after=retry_after)
+            return
+        pool.queue.append(exchange)
+        self._wait(exchange, TimerKind.QUEUE_WAIT, self._now + group.queue_timeout)
+
+    def _drain_queue(self, pool: Pool[Exchange]) -> None:
+        """A server has room again: the longest-waiting requests go first."""
+        for _ in range(len(pool.queue)):
+            if not pool.queue or not pool.has_room(self._now):
+                return
+            exchange = pool.queue.popleft()
+            self._stop_waiting(exchange)
+            self._connect_exchange(exchange)
+
+    def _wait(self, exchange: Exchange, kind: TimerKind, deadline: float) -> None:
+        """Park an exchange (backoff or queue) until ``deadline``; stop reading its body."""
+        if exchange.wait is None:
+            self._next_internal -= 1
+            exchange.wait = ConnId(self._next_internal)
+            self._waiting[exchange.wait] = exchange
+        self._timers.set(exchange.wait, kind, deadline)
+        client = exchange.client
+        if not exchange.request_complete and not client.hold_peer:
+            client.hold_peer = True
+            self._sync_reading(client)
+
+    def _stop_waiting(self, exchange: Exchange) -> None:
+        owner = exchange.wait
+        if owner is None:
+            return
+        exchange.wait = None
+        self._timers.cancel(owner)
+        del self._waiting[owner]
+        client = exchange.client
+        if client.hold_peer and client.exchange is exchange:
+            client.hold_peer = False
+            self._sync_reading(client)
+
+    def _waiting_timeout(self, exchange: Exchange, kind: TimerKind) -> None:
+        self._stop_waiting(exchange)
+        if kind is TimerKind.RETRY_BACKOFF:
+            self._connect_exchange(exchange)
+            return
+        pool = exchange.pool
+        assert pool is not None
+        for queue in (pool.queue, self._pools.get(pool.upstream.name, pool).queue):
+            if exchange in queue:
+                queue.remove(exchange)
+        group = pool.upstream
+        self._log("warning", f"upstream {group.name}: no server free within the queue timeout")
+        self._fail(exchange.client, 503, retry_after=max(1, math.ceil(group.queue_timeout)))
+
     def _open_upstream(self, exchange: Exchange, server: Server) -> None:
         upstream = UpstreamConn(self.allocate_id(), server)
         self._upstreams[upstream.conn] = upstream
-        group = exchange.upstream_group
-        tls = None
-        if server.tls:
-            tls = UpstreamTls(
-                server_name=group.server_name or server.host,
-                verify=group.tls_verify,
-                ca_file=group.ca_file,
-            )
+        pool = exchange.pool
+        assert pool is not None
         self._out.append(
-            OpenUpstream(conn=upstream.conn, host=server.host, port=server.port, tls=tls)
+            OpenUpstream(
+                conn=upstream.conn,
+                host=server.host,
+                port=server.port,
+                tls=_upstream_tls(pool.upstream, server),
+            )
         )
         self._timers.set(
-            upstream.conn, TimerKind.UPSTREAM_CONNECT, self._now + self._timeouts.upstream_connect
+            upstream.conn,
+            TimerKind.UPSTREAM_CONNECT,
+            self._now + exchange.timeouts.upstream_connect,
         )
         self._attach(exchange, upstream)
 
@@ -689,6 +956,8 @@ class Proxy:
         self._send(upstream, codec.send_request(method, target, headers))
         for piece in exchange.replay or ():
             self._send(upstream, codec.send_body(piece))
+        if exchange.request_bytes > self._limits.retry_buffer_bytes:
+            exchange.replay = None  # Kept whole only while the exchange waited.
         if exchange.request_complete:
             self._send(upstream, codec.send_end(exchange.request_trailers))
         exchange.sent_at = self._now
@@ -696,15 +965,18 @@ class Proxy:
             self._arm_response_timer(upstream)
 
     def _arm_response_timer(self, upstream: UpstreamConn) -> None:
+        exchange = upstream.exchange
+        timeouts = self._timeouts if exchange is None else exchange.timeouts
         self._timers.set(
-            upstream.conn, TimerKind.UPSTREAM_HEADER, self._now + self._timeouts.upstream_header
+            upstream.conn, TimerKind.UPSTREAM_HEADER, self._now + timeouts.upstream_header
         )
 
     def _on_upstream_connected(self, upstream: UpstreamConn) -> None:
         if upstream.state is not UpstreamState.CONNECTING:
             raise UsageError(f"connection {upstream.conn} reported connected twice")
         upstream.state = UpstreamState.ACTIVE
-        self._timers.cancel(upstream.conn)
+        if upstream.probe is None:
+            self._timers.cancel(upstream.conn)
         if upstream.pending:
             self._out.append(Send(conn=upstream.conn, data=b"".join(upstream.pending)))
             upstream.pending = []
@@ -717,25 +989,93 @@ class Proxy:
     def _on_upstream_failed(self, upstream: UpstreamConn, reason: str) -> None:
         if upstream.state is not UpstreamState.CONNECTING:
             raise UsageError(f"connection {upstream.conn} failed after connecting")
-        self._log(
-            "warning",
-            f"upstream {upstream.server.host}:{upstream.server.port} connect failed: {reason}",
-            upstream.conn,
-        )
         self._forget_upstream(upstream)
+        if upstream.probe is not None:
+            self._probe_done(upstream.probe, ok=False, reason=f"connect failed: {reason}")
+            return
+        self._log(
+            "warning", f"upstream {upstream.server.label} connect failed: {reason}", upstream.conn
+        )
         exchange = upstream.exchange
         if exchange is not None:
-            self._retry_or_fail(exchange, 502)
+            self._server_failed(exchange, "connect")
+            self._retry_or_fail(exchange, 502, "connect")
 
-    def _retry_or_fail(self, exchange: Exchange, status: int) -> None:
-        """Nothing reached the backend: try the next server, or answer ``status``."""
+    def _server_failed(self, exchange: Exchange, kind: str) -> None:
+        """Count a failure of real traffic against the exchange's server (passive checks)."""
+        pool = self._current_pool(exchange)
+        index = None if pool is None or exchange.server is None else pool.index(exchange.server)
+        if pool is not None and index is not None:
+            change = pool.failure(index, kind, self._now)
+            if change is not None:
+                self._health_changed(pool, change)
+
+    def _retry_or_fail(self, exchange: Exchange, status: int, condition: str) -> None:
+        """This try failed before any response byte reached the client.
+
+        Try another server when the route allows it (see :meth:`_may_retry`),
+        or answer ``status``. A failed connect fails over at once: nothing
+        was sent, so there is nothing to back off from; every other retry
+        waits a jittered backoff first.
+        """
         exchange.upstream = None
-        if len(exchange.tried) < len(exchange.upstream_group.servers) and (
-            exchange.replay is not None
-        ):
-            self._connect_exchange(exchange)
+        self._release(exchange)
+        if self._may_retry(exchange, condition):
+            if condition == "connect":
+                self._connect_exchange(exchange)
+            else:
+                self._retry_later(exchange)
             return
         self._fail(exchange.client, status)
+
+    def _retry_later(self, exchange: Exchange) -> None:
+        """Try the next server after a backoff with jitter (the try is already released)."""
+        route = exchange.route
+        assert route is not None
+        policy = route.retry
+        delay = backoff(
+            exchange.attempts, base=policy.backoff_base, cap=policy.backoff_max, rng=self._rng
+        )
+        self._wait(exchange, TimerKind.RETRY_BACKOFF, self._now + delay)
+
+    def _may_retry(self, exchange: Exchange, condition: str) -> bool:
+        """Whether a failed try may be followed by another (rule 4).
+
+        ``connect`` (nothing was sent) and ``reset`` (the caller checked that
+        resending cannot duplicate a side effect) always qualify; ``timeout``
+        and ``502``/``503``/``504`` only when the route lists them and the
+        method is idempotent. Then: the body must still be in the replay
+        buffer, the route's tries must not be used up, another server must be
+        left, and, except after a failed connect (which costs the backends
+        nothing), the upstream's retry budget must allow it.
+        """
+        route = exchange.route
+        pool = self._current_pool(exchange)
+        if route is None or pool is None or exchange.replay is None:
+            return False
+        policy = route.retry
+        if exchange.attempts >= policy.tries or len(exchange.tried) >= len(pool.servers):
+            return False
+        if condition not in ("connect", "reset") and (
+            condition not in policy.on or exchange.method not in policy.methods
+        ):
+            return False
+        if condition != "connect" and not pool.budget.try_retry(self._now):
+            self._log("warning", f"upstream {pool.upstream.name}: retry budget exhausted")
+            return False
+        return True
+
+    def _stick(self, exchange: Exchange, pool: Pool[Exchange], headers: Headers) -> None:
+        """Pin the client to the server that answered, unless its cookie already does."""
+        assert pool.upstream.sticky_cookie is not None
+        index = None if exchange.server is None else pool.index(exchange.server)
+        if index is None or index == exchange.sticky:
+            return
+        cookie = b"%s=%s; Path=/; HttpOnly; SameSite=Lax" % (
+            pool.upstream.sticky_cookie.encode(),
+            pool.sticky_token(index),
+        )
+        headers.append((b"set-cookie", cookie))
 
     # -- upstream side -----------------------------------------------------
 
@@ -753,6 +1093,9 @@ class Proxy:
         self._pump_upstream(upstream)
 
     def _pump_upstream(self, upstream: UpstreamConn) -> None:
+        if upstream.probe is not None:
+            self._pump_probe(upstream, upstream.probe)
+            return
         codec = upstream.codec
         while upstream.conn in self._upstreams and upstream.state is not UpstreamState.TUNNEL:
             event = codec.next_event()
@@ -803,11 +1146,28 @@ class Proxy:
         self._first_byte(exchange)
         upstream = exchange.upstream
         assert upstream is not None
+        pool = self._current_pool(exchange)
+        if pool is not None and pool.counts_as_failure(head.status):
+            self._server_failed(exchange, f"status {head.status}")
+        elif pool is not None and exchange.server is not None:
+            index = pool.index(exchange.server)
+            if index is not None:
+                pool.success(index, self._now)
+        if head.status in (502, 503, 504) and self._may_retry(exchange, str(head.status)):
+            self._log(
+                "info", f"upstream {upstream.server.label} answered {head.status}; trying another"
+            )
+            self._drop_upstream(upstream, abort=True)
+            exchange.upstream = None
+            self._release(exchange)
+            exchange.ttfb = None
+            self._retry_later(exchange)
+            return
         exchange.response_started = True
         exchange.status = head.status
         exchange.replay = None
         self._timers.set(
-            upstream.conn, TimerKind.UPSTREAM_BODY, self._now + self._timeouts.upstream_body
+            upstream.conn, TimerKind.UPSTREAM_BODY, self._now + exchange.timeouts.upstream_body
         )
         client = exchange.client
         response_headers = head.headers
@@ -823,6 +1183,8 @@ class Proxy:
         headers = self._rules.client_response(
             response_headers, http_version=head.http_version, upgrade=False
         )
+        if pool is not None and pool.upstream.sticky_cookie is not None:
+            self._stick(exchange, pool, headers)
         if self._shutting_down or client.eof:
             headers.append((b"connection", b"close"))
         self._send(
@@ -884,22 +1246,43 @@ class Proxy:
             self._forget_upstream(upstream)
         else:
             self._drop_upstream(upstream, abort=True)
+        if upstream.probe is not None:
+            self._probe_done(upstream.probe, ok=False, reason=why)
+            return
         if exchange is None:
             return
         exchange.upstream = None
         server = upstream.server
         if exchange.response_started:
-            self._log("warning", f"upstream {server.host}:{server.port} {why} mid-response")
+            self._log("warning", f"upstream {server.label} {why} mid-response")
+            self._server_failed(exchange, "reset")
             self._abort_client(exchange.client)
             return
-        if upstream.reused and self._safe_to_resend(exchange, upstream):
-            # A pooled connection the backend had already closed: resend (rule 4).
+        pool = self._current_pool(exchange)
+        index = None if pool is None else pool.index(server)
+        if (
+            upstream.reused
+            and self._safe_to_resend(exchange, upstream)
+            and pool is not None
+            and index is not None
+            and pool.serves(index, self._now)
+        ):
+            # A pooled connection the backend had already closed: resend (rule 4),
+            # unless the server went down meanwhile; then it is an ordinary retry.
             exchange.tried.discard(server)
             self._open_upstream(exchange, server)
             exchange.tried.add(server)
             upstream.reused = False
             return
-        self._log("warning", f"upstream {server.host}:{server.port} {why} before responding")
+        self._log("warning", f"upstream {server.label} {why} before responding")
+        self._server_failed(exchange, "reset")
+        route = exchange.route
+        if route is not None and (
+            exchange.method in route.retry.methods or upstream.written_total == 0
+        ):
+            self._retry_or_fail(exchange, 502, "reset")
+            return
+        self._release(exchange)
         self._fail(exchange.client, 502)
 
     @staticmethod
@@ -964,6 +1347,12 @@ class Proxy:
         if client.exchange is exchange:
             client.exchange = None
         self._exchanges -= 1
+        if exchange.wait is not None:
+            self._stop_waiting(exchange)
+            pool = self._current_pool(exchange)
+            if pool is not None and exchange in pool.queue:
+                pool.queue.remove(exchange)
+        self._release(exchange)
         server = exchange.server
         self._out.append(
             AccessLog(
@@ -985,7 +1374,7 @@ class Proxy:
             )
         )
 
-    def _fail(self, client: ClientConn, status: int) -> None:
+    def _fail(self, client: ClientConn, status: int, *, retry_after: int | None = None) -> None:
         """Answer with a generic error (if a response can still start) and close."""
         exchange = client.exchange
         if exchange is not None and exchange.upstream is not None:
@@ -998,6 +1387,8 @@ class Proxy:
         headers: Headers = []
         if self._config.headers.server is not None:
             headers.append((b"server", self._config.headers.server.encode()))
+        if retry_after is not None:
+            headers.append((b"retry-after", b"%d" % retry_after))
         head_request = exchange is not None and exchange.head_request
         self._send(
             client,
@@ -1010,10 +1401,9 @@ class Proxy:
                 method=b"-",
                 target=b"-",
                 client_version=client.codec.client_http_version,
-                upstream_group=self._config.upstreams[
-                    self._config.listeners[client.listener].upstream
-                ],
                 started_at=self._now,
+                timeouts=self._timeouts,
+                max_body=self._limits.max_body_bytes,
             )
             self._exchanges += 1
         exchange.status = status
@@ -1100,6 +1490,14 @@ class Proxy:
         upstream = self._upstreams.get(owner)
         if upstream is not None:
             self._upstream_timeout(upstream, kind)
+            return
+        exchange = self._waiting.get(owner)
+        if exchange is not None:
+            self._waiting_timeout(exchange, kind)
+            return
+        probe = self._probe_owners.get(owner)
+        if probe is not None:
+            self._send_probe(owner, *probe)
 
     def _client_timeout(self, client: ClientConn, kind: TimerKind) -> None:
         if kind is TimerKind.CLIENT_HEADER:
@@ -1115,17 +1513,22 @@ class Proxy:
 
     def _upstream_timeout(self, upstream: UpstreamConn, kind: TimerKind) -> None:
         exchange = upstream.exchange
-        server = upstream.server
-        where = f"upstream {server.host}:{server.port}"
-        if kind is TimerKind.UPSTREAM_KEEPALIVE or exchange is None:
+        where = f"upstream {upstream.server.label}"
+        if upstream.probe is not None:
+            self._drop_upstream(upstream, abort=True)
+            self._probe_done(upstream.probe, ok=False, reason="timed out")
+        elif kind is TimerKind.UPSTREAM_KEEPALIVE or exchange is None:
             self._drop_upstream(upstream, abort=False)
         elif kind is TimerKind.UPSTREAM_CONNECT:
             self._log("warning", f"{where} connect timeout", upstream.conn)
             self._drop_upstream(upstream, abort=True)
-            self._retry_or_fail(exchange, 504)
+            self._server_failed(exchange, "connect timeout")
+            self._retry_or_fail(exchange, 504, "connect")
         elif kind is TimerKind.UPSTREAM_HEADER:
             self._log("warning", f"{where} response header timeout", upstream.conn)
-            self._fail(exchange.client, 504)
+            self._drop_upstream(upstream, abort=True)
+            self._server_failed(exchange, "timeout")
+            self._retry_or_fail(exchange, 504, "timeout")
         else:
             self._log("warning", f"{where}: response body stalled (no progress)", upstream.conn)
             self._abort_client(exchange.client)
@@ -1135,23 +1538,136 @@ class Proxy:
     def _on_reload(self, config: ProxyConfig) -> None:
         if len(config.listeners) != len(self._config.listeners):
             raise UsageError("a reload cannot add or remove listeners")
-        old = self._config
         self._config = config
         self._limits = config.limits
         self._timeouts = config.timeouts
         self._rules = HeaderRules(config.headers)
-        self._balancers = {
-            name: self._balancers[name]
-            if name in self._balancers and old.upstreams[name].servers == upstream.servers
-            else RoundRobin(upstream)
-            for name, upstream in config.upstreams.items()
-        }
+        pools: dict[str, Pool[Exchange]] = {}
+        for name, group in config.upstreams.items():
+            old = self._pools.get(name)
+            if old is not None and _same_upstream(old.upstream, group):
+                pools[name] = old  # Unchanged: health, load and queue carry on.
+            else:
+                pools[name] = Pool(group, previous=old)
+                if old is not None:
+                    pools[name].queue.extend(old.queue)
+        removed = [old for name, old in self._pools.items() if name not in pools]
+        self._pools = pools
+        for old in removed:
+            while old.queue:
+                self._waiting_timeout(old.queue[0], TimerKind.QUEUE_WAIT)
+        self._routes, self._listener_routes = _route_tables(config)
         self._servers = _all_servers(config)
         for server, idle in list(self._idle.items()):
             if server not in self._servers:
                 for upstream in list(idle):
                     self._drop_upstream(upstream, abort=False)
+        self._stop_probes()
+        self._start_probes()
         self._log("debug", "configuration reloaded")
+
+    # -- health ------------------------------------------------------------
+
+    def _health_changed(self, pool: Pool[Exchange], change: HealthChange) -> None:
+        state = "up" if change.healthy else "down"
+        self._log(
+            "info" if change.healthy else "warning",
+            f"upstream {pool.upstream.name}: server {change.server} is {state}: {change.reason}",
+        )
+
+    def _start_probes(self) -> None:
+        """Schedule each server's first probe at a random point of its first interval."""
+        self._probes_started = True
+        if self._shutting_down:
+            return
+        for name, pool in self._pools.items():
+            check = pool.upstream.health_check
+            if check is None:
+                continue
+            for index in range(len(pool.servers)):
+                self._next_internal -= 1
+                owner = ConnId(self._next_internal)
+                self._probe_owners[owner] = (name, index)
+                first = self._rng.uniform(0, check.interval)
+                self._timers.set(owner, TimerKind.PROBE, self._now + first)
+
+    def _stop_probes(self) -> None:
+        for owner in self._probe_owners:
+            self._timers.cancel(owner)
+        self._probe_owners.clear()
+        for upstream in list(self._upstreams.values()):
+            if upstream.probe is not None:
+                self._drop_upstream(upstream, abort=True)
+
+    def _send_probe(self, owner: ConnId, name: str, index: int) -> None:
+        """Open a connection of its own to the server and ask the check's request."""
+        pool = self._pools[name]
+        check = pool.upstream.health_check
+        assert check is not None
+        server = pool.servers[index]
+        upstream = UpstreamConn(self.allocate_id(), server, Probe(name, index, owner))
+        self._upstreams[upstream.conn] = upstream
+        self._out.append(
+            OpenUpstream(
+                conn=upstream.conn,
+                host=server.host,
+                port=server.port,
+                tls=_upstream_tls(pool.upstream, server),
+            )
+        )
+        self._timers.set(upstream.conn, TimerKind.PROBE_TIMEOUT, self._now + check.timeout)
+        host = check.host or pool.upstream.host_header or server.label
+        headers = [
+            (b"host", host.encode()),
+            (b"user-agent", b"sansproxy-health-check"),
+            (b"connection", b"close"),
+        ]
+        codec = upstream.codec
+        self._send(
+            upstream, codec.send_request(check.method.encode(), check.path.encode(), headers)
+        )
+        self._send(upstream, codec.send_end([]))
+
+    def _pump_probe(self, upstream: UpstreamConn, probe: Probe) -> None:
+        while upstream.conn in self._upstreams:
+            event = upstream.codec.next_event()
+            if event is None:
+                return
+            if type(event) is ResponseHead:
+                probe.status = event.status
+            elif type(event) is Body:
+                room = _PROBE_BODY_CAP - len(probe.body)
+                if room > 0:
+                    probe.body += event.data[:room]
+            elif type(event) is EndOfMessage:
+                self._drop_upstream(upstream, abort=False)
+                pool = self._pools.get(probe.pool)
+                check = None if pool is None else pool.upstream.health_check
+                if check is None:
+                    return
+                ok = probe_passed(check, probe.status, probe.body)
+                if ok or not check.expect_status[0] <= probe.status <= check.expect_status[1]:
+                    reason = f"status {probe.status}"
+                else:
+                    reason = "expected text not in the body"
+                self._probe_done(probe, ok=ok, reason=reason)
+                return
+            elif type(event) is PeerClosed or type(event) is CodecError:
+                what = "closed before responding" if type(event) is PeerClosed else "bad response"
+                self._upstream_broke(upstream, what, lost=False)
+                return
+
+    def _probe_done(self, probe: Probe, *, ok: bool, reason: str) -> None:
+        """Count a probe's outcome and schedule the server's next one."""
+        if self._probe_owners.get(probe.owner) != (probe.pool, probe.index):
+            return  # Reloaded or shutting down since the probe was sent.
+        pool = self._pools[probe.pool]
+        check = pool.upstream.health_check
+        assert check is not None
+        change = pool.probed(probe.index, ok, reason, self._now)
+        if change is not None:
+            self._health_changed(pool, change)
+        self._timers.set(probe.owner, TimerKind.PROBE, self._now + probe_delay(check, self._rng))
 
     # -- shutdown ----------------------------------------------------------
 
@@ -1159,6 +1675,7 @@ class Proxy:
         if self._shutting_down:
             return
         self._shutting_down = True
+        self._stop_probes()
         timeout = self._timeouts.drain if drain_timeout is None else drain_timeout
         for client in list(self._clients.values()):
             if client.state is ClientState.WAITING and client.exchange is None:
@@ -1179,6 +1696,51 @@ class Proxy:
             self._shutdown_reported = True
             self._timers.cancel(_DRAIN_OWNER)
             self._out.append(ShutdownComplete())
+
+
+def _route_tables(config: ProxyConfig) -> tuple[RouteTable[Route], list[Route | None]]:
+    """The configured routes, and each listener's default route (its ``upstream``)."""
+    table = RouteTable([(route.match, route) for route in config.routes])
+    defaults: list[Route | None] = [
+        None
+        if listener.upstream is None
+        else Route(name=f"listener-{i}", match=RouteMatch(), upstream=listener.upstream)
+        for i, listener in enumerate(config.listeners)
+    ]
+    return table, defaults
+
+
+def _upstream_tls(group: Upstream, server: Server) -> UpstreamTls | None:
+    """How to speak TLS to an ``https://`` server of ``group``."""
+    if not server.tls:
+        return None
+    return UpstreamTls(
+        server_name=group.server_name or server.host,
+        verify=group.tls_verify,
+        ca_file=group.ca_file,
+    )
+
+
+def _cookie(headers: Headers, name: bytes) -> bytes | None:
+    """The value of cookie ``name`` in the request's Cookie fields (RFC 6265 section 5.4)."""
+    for field, value in headers:
+        if field != b"cookie":
+            continue
+        for pair in value.split(b";"):
+            key, sep, cookie = pair.strip().partition(b"=")
+            if sep and key == name:
+                return cookie.strip(b'"')
+    return None
+
+
+def _same_upstream(old: Upstream, new: Upstream) -> bool:
+    """Whether a reload left an upstream as it was, servers' balancing settings included.
+
+    A server's weight, backup flag and cap are not part of its equality (so that its
+    pooled connections survive a change of them), but a change of them is a change.
+    """
+    settings = [(s.weight, s.backup, s.max_connections) for s in old.servers]
+    return old == new and settings == [(s.weight, s.backup, s.max_connections) for s in new.servers]
 
 
 def _all_servers(config: ProxyConfig) -> frozenset[Server]:

@@ -87,8 +87,9 @@ def describe(exc: BaseException) -> str:
 def _setsockopt(transport: asyncio.BaseTransport, level: int, option: int, value: Any) -> None:
     sock = transport.get_extra_info("socket")
     if sock is not None:
-        # OSError: already closed or reset by the peer, nothing left to set.
-        with contextlib.suppress(OSError):
+        # OSError: already closed or reset by the peer, nothing left to set. ValueError:
+        # uvloop's pseudo-socket of a transport that is closing has file descriptor -1.
+        with contextlib.suppress(OSError, ValueError):
             sock.setsockopt(level, option, value)
 
 
@@ -338,6 +339,10 @@ class AsyncioConnection(asyncio.Protocol):
     def _connected(self, transport: asyncio.Transport, ssl_object: ssl.SSLObject | None) -> None:
         if self.conn is None or self._finished:
             self._abort()
+            # Closed while connecting, so the connect task was cancelled as well; uvloop
+            # then never calls connection_lost for this transport, and shutdown would wait
+            # for it until close_timeout. Nothing needs it any more: stop tracking it now.
+            self.connection_lost(None)
             return
         tls: TlsInfo | None = None
         if ssl_object is not None:

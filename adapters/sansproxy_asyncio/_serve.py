@@ -121,6 +121,7 @@ async def serve_asyncio(
         log_format = config.logging.access_log_format if config.logging.access_log else None
         runner = Runner(proxy, loop.time, backend, access_log_format=log_format, recorder=recorder)
         backend.attach(runner)
+        runner.start()
         if reloader is not None:
             reloader.attach(runner, [tls[0] if tls else None for tls in server_contexts])
         if recorder is not None:

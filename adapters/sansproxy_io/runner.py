@@ -266,6 +266,14 @@ class Runner:
             self._recorder.record_reload(config, text=text, source=source)
         self.dispatch(ConfigReloaded(config=config))
 
+    def start(self) -> None:
+        """Give the core a first turn, before any traffic, so it can arm its timers.
+
+        Health probes start here: without a first turn an idle proxy would never
+        be woken to send them.
+        """
+        self._turn(None)
+
     def on_timer(self) -> None:
         """The backend's timer reached the armed deadline."""
         self._armed = None

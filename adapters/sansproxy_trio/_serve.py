@@ -128,6 +128,7 @@ async def serve_trio(
         if recorder is not None:
             nursery.start_soon(_keep_recording, recorder)
         nursery.start_soon(backend.timer.run, runner.on_timer)
+        runner.start()
         acceptor = _Acceptor(backend, config.timeouts.client_header)
         accept_scope = trio.CancelScope()
         accept_stopped = trio.Event()

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -285,3 +286,71 @@ def test_demo_answers_from_all_three_backends(run_cli: type[Proc]) -> None:
     proc.popen.send_signal(signal.SIGINT)
     assert proc.wait_exit() == 0
     assert "Traceback" not in proc.stderr()
+
+
+def demo_backend(response: httpx.Response) -> str:
+    """Which demo backend answered a GET (asserting it was a plain 200)."""
+    assert response.status_code == 200, response.text
+    match = re.fullmatch(r"hello from backend ([123]) \(GET /\S*\)\n", response.text)
+    assert match is not None, response.text
+    return match.group(1)
+
+
+@pytest.mark.integration
+def test_demo_backend_stopped_and_started_again(run_cli: type[Proc]) -> None:
+    port = free_port()
+    proc = run_cli("demo", "--port", str(port))
+    assert proc.wait_listening() == [port]
+    url = f"http://127.0.0.1:{port}"
+    ports = re.search(r"on ports (\d+), (\d+), (\d+)\n", proc.stdout())
+    assert ports is not None, proc.stdout()
+    label = f"127.0.0.1:{ports.group(2)}"
+    assert f"curl -X POST {url}/_demo/backends/2/stop" in proc.stdout()
+    assert f"curl -X POST {url}/_demo/backends/2/start" in proc.stdout()
+
+    def get_until(log_line: str, timeout: float) -> Counter[str]:
+        """GET every 50 ms until the proxy logs ``log_line``; which backends answered."""
+        seen: Counter[str] = Counter()
+        deadline = time.monotonic() + timeout
+        while log_line not in proc.stderr():
+            assert time.monotonic() < deadline, f"no {log_line!r} in:\n{proc.stderr()}"
+            seen[demo_backend(http.get(f"{url}/during"))] += 1
+            time.sleep(0.05)
+        return seen
+
+    with client() as http:
+        rotation = [demo_backend(http.get(f"{url}/before")) for _ in range(6)]
+        assert sorted(rotation) == ["1", "1", "2", "2", "3", "3"]
+
+        stopped = http.post(f"{url}/_demo/backends/2/stop")
+        assert stopped.status_code == 200
+        assert stopped.text.startswith(f"backend 2 stopped: {label} refuses connections")
+        # The GETs' failed connects eject it at once; wait for the probes to take it down
+        # too (2 failures 1 s apart), as a user watching the log would before starting it.
+        while_stopping = get_until(f"server {label} is down: 2 failed probes", timeout=10)
+        after = Counter(demo_backend(http.get(f"{url}/after")) for _ in range(10))
+        assert "2" not in while_stopping
+        assert after == {"1": 5, "3": 5}
+        # Stopping the last running backend is refused, so /start stays reachable.
+        assert http.post(f"{url}/_demo/backends/1/stop").status_code == 200
+        # A POST sent on a pooled connection that backend 1 closed an instant earlier would
+        # get 502 (it may have reached the backend, so it is not retried): give the proxy
+        # time to see those connections close, as a user typing the next command does.
+        time.sleep(0.2)
+        last = http.post(f"{url}/_demo/backends/3/stop")
+        assert last.status_code == 409
+        assert http.get(f"{url}/_demo/backends/1/start").status_code == 405
+        assert http.post(f"{url}/_demo/backends/1/start").status_code == 200
+
+        started = http.post(f"{url}/_demo/backends/2/start")
+        assert started.status_code == 200
+        assert started.text.startswith(f"backend 2 started again on {label}")
+        get_until(f"server {label} is up: 2 probes passed", timeout=10)
+        back = Counter(demo_backend(http.get(f"{url}/back")) for _ in range(9))
+        assert back["2"] >= 1, back
+    proc.popen.send_signal(signal.SIGINT)
+    assert proc.wait_exit() == 0
+    stderr = proc.stderr()
+    assert "Traceback" not in stderr
+    assert "demo backend 2 stopped" in stderr
+    assert "demo backend 2 started again" in stderr

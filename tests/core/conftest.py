@@ -23,7 +23,14 @@ if str(_ROOT) not in sys.path:  # `tests.playbook` under every pytest import mod
     sys.path.insert(0, str(_ROOT))
 
 from sansproxy.commands import Close, OpenUpstream, Send, ShutdownWrite  # noqa: E402
-from sansproxy.config import HeaderPolicy, Limits, ProxyConfig, Timeouts, quick_config  # noqa: E402
+from sansproxy.config import (  # noqa: E402
+    HeaderPolicy,
+    Limits,
+    ProxyConfig,
+    Timeouts,
+    parse_config,
+    quick_config,
+)
 from sansproxy.events import ConnId, DataReceived, EofReceived, UpstreamConnected  # noqa: E402
 from sansproxy.proxy import Proxy, ProxyStatistics  # noqa: E402
 from tests.playbook import Placeholder, Playbook  # noqa: E402
@@ -85,15 +92,26 @@ class ProxyKit:
         )
 
     @staticmethod
-    def error(status: int, *, http10: bool = False) -> bytes:
+    def toml(text: str, *, plain: bool = True) -> ProxyConfig:
+        """A configuration parsed from TOML ``text``, with :data:`PLAIN` headers unless asked.
+
+        For the routing, balancing and health tests, whose settings only exist in TOML form.
+        """
+        config = parse_config(text, "test.toml")
+        return dataclasses.replace(config, headers=PLAIN) if plain else config
+
+    @staticmethod
+    def error(status: int, *, http10: bool = False, retry_after: int | None = None) -> bytes:
         """The exact response the proxy writes when it answers ``status`` itself.
 
         For an HTTP/1.0 client h11 rewrites the close option as ``Connection: close``.
+        ``retry_after`` is the Retry-After value of a 503 for an overloaded upstream.
         """
         reason = _REASONS[status]
         body = b"%d %s\n" % (status, reason)
         return (
             b"HTTP/1.1 %d %s\r\n" % (status, reason)
+            + (b"" if retry_after is None else b"retry-after: %d\r\n" % retry_after)
             + b"content-type: text/plain; charset=utf-8\r\n"
             + b"content-length: %d\r\n" % len(body)
             + (b"Connection" if http10 else b"connection")
@@ -103,7 +121,12 @@ class ProxyKit:
 
     @staticmethod
     def answered_with_error(
-        pb: Playbook, client: ConnId, status: int, *, http10: bool = False
+        pb: Playbook,
+        client: ConnId,
+        status: int,
+        *,
+        http10: bool = False,
+        retry_after: int | None = None,
     ) -> None:
         """Expect the error response ``status`` next, then the end of ``client``.
 
@@ -111,7 +134,7 @@ class ProxyKit:
         client is still sending (RFC 9112 §9.6) and close at the client's EOF; both
         are fine here (``test_proxy_linger.py`` pins the lingering itself).
         """
-        pb << Send(conn=client, data=ProxyKit.error(status, http10=http10))
+        pb << Send(conn=client, data=ProxyKit.error(status, http10=http10, retry_after=retry_after))
         if pb.actual()[-1] == Close(conn=client):
             assert pb << Close(conn=client)
         else:

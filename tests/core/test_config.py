@@ -19,6 +19,10 @@ from sansproxy.config import (
     Listener,
     LogSettings,
     ProxyConfig,
+    RetryBudgetSettings,
+    RetryPolicy,
+    Route,
+    RoutingSettings,
     Server,
     Timeouts,
     Upstream,
@@ -27,6 +31,7 @@ from sansproxy.config import (
     quick_config,
 )
 from sansproxy.errors import ConfigError
+from sansproxy.health import ActiveCheck
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
@@ -1135,6 +1140,36 @@ def test_every_key_is_documented() -> None:
         assert f"`listeners[].{key}`" in text
     for key in ("servers", "host_header", "tls_verify", "ca_file", "server_name"):
         assert f"`upstreams.<name>.{key}`" in text
+
+
+def test_every_routing_and_balancing_key_is_documented() -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    upstream_keys = [f.name for f in fields(Upstream) if f.name != "name"]
+    for key in upstream_keys:
+        assert f"`upstreams.<name>.{key}`" in text, f"upstreams.<name>.{key} is not documented"
+    tables = {
+        "servers[]": ("url", "weight", "backup", "max_connections"),
+        "health_check": [f.name for f in fields(ActiveCheck)],
+        "outlier": (
+            "consecutive_failures",
+            "statuses",
+            "base_ejection",
+            "max_ejection",
+            "max_ejected_percent",
+        ),
+        "retry_budget": [f.name for f in fields(RetryBudgetSettings)],
+    }
+    for table, keys in tables.items():
+        for key in keys:
+            assert f"`upstreams.<name>.{table}.{key}`" in text, f"{table}.{key} is not documented"
+    route_keys = [f.name for f in fields(Route) if f.name not in ("match", "retry")]
+    route_keys += ["host", "path", "path_prefix", "path_regex", "methods", "headers", "retries"]
+    for key in route_keys:
+        assert f"`routes[].{key}`" in text, f"routes[].{key} is not documented"
+    for key in [f.name for f in fields(RetryPolicy)]:
+        assert f"`routes[].retries.{key}`" in text, f"routes[].retries.{key} is not documented"
+    for f in fields(RoutingSettings):
+        assert f"`routing.{f.name}`" in text
 
 
 MINIMAL = '[[listeners]]\naddress = "127.0.0.1:8080"\n[upstreams.app]\nservers = ["http://127.0.0.1:9000"]\n'
