@@ -12,9 +12,9 @@ from sansproxy.config._values import (
     _bool,
     _check_keys,
     _choice,
+    _host_value,
     _Invalid,
     _key,
-    _parse_authority,
     _parse_bare_host,
     _parse_server_url,
     _positive_int,
@@ -91,13 +91,7 @@ def _upstream(name: str, table: dict[str, object], path: str) -> Upstream:
     _check_keys(table, path, _UPSTREAM_KEYS)
     servers = _servers(table, path)
 
-    host_header = None
-    if "host_header" in table:
-        host_header = _string(table["host_header"], f"{path}.host_header")
-        try:
-            _parse_authority(host_header, port_required=False)
-        except ValueError as error:
-            raise _Invalid(f"{path}.host_header", f"invalid Host value: {error}") from None
+    host_header = _host_value(table, "host_header", path)
     tls_verify = _bool(table.get("tls_verify", True), f"{path}.tls_verify")
     ca_file = None
     if "ca_file" in table:
@@ -263,13 +257,7 @@ def _health_check(value: object, path: str) -> ActiveCheck:
         probe_path = _string(table["path"], f"{path}.path")
         if not probe_path.startswith("/") or any(c in probe_path for c in " \t\r\n#"):
             raise _Invalid(f"{path}.path", "must be an origin-form path such as /health")
-    host = None
-    if "host" in table:
-        host = _string(table["host"], f"{path}.host")
-        try:
-            _parse_authority(host, port_required=False)
-        except ValueError as error:
-            raise _Invalid(f"{path}.host", f"invalid Host value: {error}") from None
+    host = _host_value(table, "host", path)
     expect_status = default.expect_status
     if "expect_status" in table:
         expect_status = _status_range(table["expect_status"], f"{path}.expect_status")

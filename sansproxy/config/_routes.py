@@ -11,9 +11,9 @@ from sansproxy.config._values import (
     _array,
     _bool,
     _check_keys,
+    _host_value,
     _Invalid,
     _key,
-    _parse_authority,
     _positive_int,
     _positive_number,
     _size,
@@ -132,13 +132,7 @@ def _route(
             if proxy_only in table:
                 raise _Invalid(f"{path}.{proxy_only}", "applies only to routes with an upstream")
 
-    host_header = None
-    if "host_header" in table:
-        host_header = _string(table["host_header"], f"{path}.host_header")
-        try:
-            _parse_authority(host_header, port_required=False)
-        except ValueError as error:
-            raise _Invalid(f"{path}.host_header", f"invalid Host value: {error}") from None
+    host_header = _host_value(table, "host_header", path)
     strip_prefix = _prefix(table, "strip_prefix", path)
     add_prefix = _prefix(table, "add_prefix", path)
     max_body_bytes = None

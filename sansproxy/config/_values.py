@@ -166,6 +166,18 @@ def _size(value: object, path: str, *, zero_allowed: bool) -> int:
     return size
 
 
+def _host_value(table: dict[str, object], key: str, path: str) -> str | None:
+    """An optional ``Host`` value (``host`` or ``host:port``) at ``path.key``."""
+    if key not in table:
+        return None
+    value = _string(table[key], f"{path}.{key}")
+    try:
+        _parse_authority(value, port_required=False)
+    except ValueError as error:
+        raise _Invalid(f"{path}.{key}", f"invalid Host value: {error}") from None
+    return value
+
+
 def _choice(value: object, path: str, choices: Sequence[str]) -> str:
     if not isinstance(value, str) or value.lower() not in choices:
         raise _Invalid(path, f"must be one of {', '.join(choices)}")
