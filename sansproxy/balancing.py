@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import math
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -243,17 +243,24 @@ def _two_distinct(eligible: Sequence[int], rng: Random) -> tuple[int, int]:
 
 
 class _TwoChoices:
-    """Power of two random choices: of two random members, the less loaded one.
+    """Power of two random choices: of two random members, the cheaper one.
 
     Nearly as good as least-requests at keeping loads even, and it avoids
     everyone piling onto the single least loaded server when load figures are
-    stale. On a tie the first member drawn wins.
+    stale. ``cost`` says what "cheaper" means: requests in flight per unit of
+    weight (``two_choices``) or the peak-EWMA cost (``peak_ewma``). On a tie
+    the first member drawn wins.
     """
 
-    __slots__ = ("_members",)
+    __slots__ = ("_cost", "_members")
 
-    def __init__(self, members: Sequence[MemberLoad]) -> None:
+    def __init__(
+        self,
+        members: Sequence[MemberLoad],
+        cost: Callable[[MemberLoad, float], tuple[float, float]],
+    ) -> None:
         self._members = members
+        self._cost = cost
 
     def pick(
         self, eligible: Sequence[int], *, rng: Random, now: float, key: bytes | None = None
@@ -262,36 +269,23 @@ class _TwoChoices:
             return eligible[0] if eligible else None
         a, b = _two_distinct(eligible, rng)
         members = self._members
-        return b if _load(members[b]) < _load(members[a]) else a
+        cost = self._cost
+        return b if cost(members[b], now) < cost(members[a], now) else a
 
 
-class _PeakEwmaChoices:
-    """Two random choices compared by expected latency times queue length.
+def _load_cost(member: MemberLoad, now: float) -> tuple[float, float]:
+    return _load(member), 0.0
 
-    The cost of a member is ``estimate * (outstanding + 1) / effective_weight``.
+
+def _ewma_cost(member: MemberLoad, now: float) -> tuple[float, float]:
+    """Peak-EWMA cost: ``estimate * (outstanding + 1) / effective_weight``.
+
     A member with no latency sample yet costs nothing, so new servers are
     tried, but only while nothing is in flight to it: a server whose first
     requests have not come back costs more than any measured one (Finagle's
     penalty), else a server that hangs would draw traffic forever. Equal costs
-    go to the less loaded member, then to the first drawn.
+    go to the less loaded member.
     """
-
-    __slots__ = ("_members",)
-
-    def __init__(self, members: Sequence[MemberLoad]) -> None:
-        self._members = members
-
-    def pick(
-        self, eligible: Sequence[int], *, rng: Random, now: float, key: bytes | None = None
-    ) -> int | None:
-        if len(eligible) < 2:
-            return eligible[0] if eligible else None
-        a, b = _two_distinct(eligible, rng)
-        members = self._members
-        return b if _ewma_cost(members[b], now) < _ewma_cost(members[a], now) else a
-
-
-def _ewma_cost(member: MemberLoad, now: float) -> tuple[float, float]:
     estimate = member.latency.estimate(now)
     outstanding = member.outstanding
     weight = member.effective_weight
@@ -399,9 +393,9 @@ def make_balancer(
     if algorithm == "least_requests":
         return _LeastRequests(members)
     if algorithm == "two_choices":
-        return _TwoChoices(members)
+        return _TwoChoices(members, _load_cost)
     if algorithm == "peak_ewma":
-        return _PeakEwmaChoices(members)
+        return _TwoChoices(members, _ewma_cost)
     if algorithm == "ring_hash":
         return _RingHash(members, virtual_nodes)
     if algorithm == "random":

@@ -98,6 +98,7 @@ class Pool(Generic[W]):
         )
         self.queue: deque[W] = deque()
         self._index = {server: i for i, server in enumerate(self.servers)}
+        self._by_label = {server.label: i for i, server in enumerate(self.servers)}
         self._tokens = [_sticky_token(upstream.name, s) for s in self.servers]
         self._by_token = {token: i for i, token in enumerate(self._tokens)}
         self._back_since: list[float | None] = [None] * len(self.servers)
@@ -242,7 +243,7 @@ class Pool(Generic[W]):
         changes = self.health.expire(now)
         for change in changes:
             if change.healthy:
-                self._came_back(self._label_index(change.server), now)
+                self._came_back(self._by_label[change.server], now)
         return changes
 
     def _came_back(self, index: int, now: float) -> None:
@@ -250,11 +251,6 @@ class Pool(Generic[W]):
             self._back_since[index] = now
             self.loads[index].effective_weight = self.loads[index].weight * _SLOW_START_FLOOR
 
-    def _label_index(self, label: str) -> int:
-        for i, server in enumerate(self.servers):
-            if server.label == label:
-                return i
-        raise KeyError(label)
 
     def counts_as_failure(self, status: int) -> bool:
         """Whether a response status counts against its server (passive checks)."""
