@@ -251,7 +251,6 @@ class Pool(Generic[W]):
             self._back_since[index] = now
             self.loads[index].effective_weight = self.loads[index].weight * _SLOW_START_FLOOR
 
-
     def counts_as_failure(self, status: int) -> bool:
         """Whether a response status counts against its server (passive checks)."""
         outlier = self.upstream.outlier
