@@ -177,6 +177,8 @@ class Proxy:
         self._timers: TimerTable[ConnId] = TimerTable()
         self._next_id = 1
         self._now = float("-inf")
+        self._wall = 0.0
+        """Wall-clock seconds (Unix time) as of the latest call, for HTTP dates."""
         self._out: list[Command] = []
         self._busy = False
         self._shutting_down = False
@@ -191,15 +193,23 @@ class Proxy:
         self._next_id += 1
         return conn
 
-    def handle(self, event: Event, now: float) -> list[Command]:
+    def handle(self, event: Event, now: float, *, wall: float | None = None) -> list[Command]:
         """Take in one event and return every command it causes, in order.
+
+        Args:
+            event: what happened.
+            now: monotonic seconds, for every timer; it never goes back.
+            wall: wall-clock seconds since the Unix epoch, for HTTP dates (Date, Age,
+                Expires); it may jump either way. When omitted, the core moves its last
+                wall time on by the monotonic time that passed (starting from 0.0), so
+                tests and replays stay deterministic.
 
         Raises:
             UsageError: the adapter broke the contract (unknown connection,
                 data after EOF, time going backwards, a re-entrant call).
                 Anything else is a bug in sansproxy.
         """
-        self._enter(now)
+        self._enter(now, wall)
         try:
             self._dispatch(event)
             self._check_shutdown_complete()
@@ -207,13 +217,15 @@ class Proxy:
         finally:
             self._busy = False
 
-    def handle_timeout(self, now: float) -> list[Command]:
+    def handle_timeout(self, now: float, *, wall: float | None = None) -> list[Command]:
         """Fire every timer due at ``now``; call it at (or after) :meth:`next_deadline`.
+
+        ``now`` and ``wall`` are as for :meth:`handle`.
 
         Raises:
             UsageError: time went backwards or the call is re-entrant.
         """
-        self._enter(now)
+        self._enter(now, wall)
         try:
             for owner, kind in self._timers.expired(now):
                 self._on_timer(owner, kind)
@@ -260,12 +272,15 @@ class Proxy:
 
     # -- dispatch -------------------------------------------------------------
 
-    def _enter(self, now: float) -> None:
+    def _enter(self, now: float, wall: float | None) -> None:
         if self._busy:
             raise UsageError("re-entrant call into Proxy")
         if now < self._now:
             raise UsageError(f"time went backwards: {now} < {self._now}")
         self._busy = True
+        if wall is None:
+            wall = self._wall if self._now == float("-inf") else self._wall + (now - self._now)
+        self._wall = wall
         self._now = now
         self._out = []
         if not self._probes_started:

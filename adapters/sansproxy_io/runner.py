@@ -83,10 +83,10 @@ class Core(Protocol):
     def allocate_id(self) -> ConnId:
         """A fresh id for an accepted connection."""
 
-    def handle(self, event: Event, now: float) -> list[Command]:
+    def handle(self, event: Event, now: float, *, wall: float | None = None) -> list[Command]:
         """One turn: an event in, its commands out."""
 
-    def handle_timeout(self, now: float) -> list[Command]:
+    def handle_timeout(self, now: float, *, wall: float | None = None) -> list[Command]:
         """One turn for the timers due at ``now``."""
 
     def next_deadline(self) -> float | None:
