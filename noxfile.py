@@ -102,9 +102,11 @@ def fuzz(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Run the benchmark suite and print its table (options after `--`, e.g. `-- --quick`).
 
-    Needs wrk, and nginx for the nginx backend and peer (`apt-get install nginx wrk`); a
-    missing peer is skipped with the reason. mitmproxy pins an old h11, so it is not installed
-    here: put its `mitmdump` on PATH or pass `-- --mitmdump PATH`. See docs/benchmarks.md.
+    Needs wrk, and nginx for the nginx backend and peer, and h2load for the HTTP/2 and TLS
+    scenarios (`apt-get install nginx wrk nghttp2-client`); a missing tool or peer is skipped
+    with the reason. trustme makes the TLS scenarios' throwaway certificate. mitmproxy pins an
+    old h11, so it is not installed here: put its `mitmdump` on PATH or pass
+    `-- --mitmdump PATH`. See docs/benchmarks.md.
     """
-    session.install(".[server,uvloop]", "matplotlib", "proxy.py")
+    session.install(".[server,uvloop]", "matplotlib", "proxy.py", "trustme")
     session.run("python", "-m", "benchmarks", *session.posargs)

@@ -5,8 +5,10 @@ Usage::
     python -m benchmarks                 # full: 3 runs of 10 s each, 1 GiB transfers, 10,000 idle
     python -m benchmarks --quick         # smoke test: 1 run of 3 s, 64 MiB, 1,000 idle
     python -m benchmarks --scenarios 100b-c50 --peers relay,sansproxy-asyncio,nginx-proxy
+    python -m benchmarks --scenarios h1tls-100b,h2-100b,h1tls-1m,h2-1m,idle-h2   # HTTP/2
     python -m benchmarks --update-docs   # also rewrite docs/benchmarks.md's results section
     python -m benchmarks --list          # the scenario and peer names
+    python -m benchmarks core            # the core alone, in process: see benchmarks.core
 
 Exit status: 0 when every peer that is installed was measured, 1 when one of them failed to
 start (the line says why), 2 for a usage error or a backend that would not start.
@@ -25,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import charts
+from benchmarks import charts, core
 from benchmarks.machine import describe, load_average
 from benchmarks.peers import PEERS, REPO, Tools
 from benchmarks.report import from_json, markdown, targets, text_table, to_json
@@ -56,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="Benchmark sansproxy against the backend, a minimal relay, nginx and others.",
+        epilog="python -m benchmarks core [--help]: the core alone, in process, no sockets "
+        "(CPU time per exchange, inside h11 and the rest).",
     )
     parser.add_argument("--quick", action="store_true", help="1 run of 3 s, small sizes")
     parser.add_argument("--runs", type=int, help="runs per measurement (default 3; quick 1)")
@@ -69,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--idle-connections", type=int, help="idle connections held (default 10000; quick 1000)"
+    )
+    parser.add_argument(
+        "--idle-h2-connections",
+        type=int,
+        help="idle HTTP/2 connections held (default 1000; quick 250)",
     )
     parser.add_argument("--scenarios", type=_names, help="comma-separated names (see --list)")
     parser.add_argument("--peers", type=_names, help="comma-separated names (see --list)")
@@ -97,7 +106,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     quick = bool(args.quick)
     transfer = args.transfer_size or (64 * 1024**2 if quick else 1024**3)
     idle = args.idle_connections or (1000 if quick else 10_000)
-    every = scenarios(transfer, idle)
+    idle_h2 = args.idle_h2_connections or (250 if quick else 1000)
+    every = scenarios(transfer, idle, idle_h2)
     chosen = every
     if args.scenarios:
         known = {s.name: s for s in every}
@@ -119,6 +129,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         transfer_bytes=transfer,
         transfer_timeout=args.transfer_timeout,
         idle_connections=idle,
+        idle_h2_connections=idle_h2,
         scenarios=chosen,
         peers=peers,
         pin=not args.no_pin,
@@ -128,7 +139,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _list() -> None:
     print("scenarios:")
-    for scenario in scenarios(1024**3, 10_000):
+    for scenario in scenarios(1024**3, 10_000, 1000):
         print(f"  {scenario.name:<12} {scenario.title}")
     print("peers:")
     for peer in PEERS:
@@ -188,6 +199,8 @@ def _publish(
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the suite with ``argv`` (default: ``sys.argv[1:]``); the exit status."""
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["core"]:
+        return core.main(arguments[1:])
     args = _parser().parse_args(arguments)
     if args.list:
         _list()
@@ -203,6 +216,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     tools = Tools.find(args.mitmdump)
     if tools.wrk is None:
         print("wrk is not installed (apt-get install wrk): request-rate scenarios are skipped")
+    if tools.h2load is None and any(s.protocol == "h2" for s in settings.scenarios):
+        print(
+            "h2load is not installed (apt-get install nghttp2-client): "
+            "the HTTP/2 request-rate scenarios are skipped"
+        )
     if out is None:
         out = Path(tempfile.mkdtemp(prefix="sansproxy-bench-results-"))
     meta: dict[str, object] = {
@@ -215,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     loads: list[str] = []  # the 1-minute load average as each scenario starts
     started = time.monotonic()
     try:
-        results, backend = run_suite(
+        results, backend, notes = run_suite(
             settings, tools, lambda _: loads.append(load_average().split()[0])
         )
     except RuntimeError as error:
@@ -234,6 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if backend == "nginx"
         else "built-in (benchmarks/backend.py, asyncio)"
     )
+    machine.update(notes)
     machine["CPU pinning"] = "; ".join(
         f"{', '.join(peers)}: {where}" for where, peers in pinning.items()
     )

@@ -1,5 +1,8 @@
 """Load generators: wrk for request rates, curl for large transfers, a client for idle sockets.
 
+h2load, for the TLS scenarios, is in :mod:`benchmarks.h2load`; the idle HTTP/2 client in
+:mod:`benchmarks.idle_h2`.
+
 Each returns a :class:`Sample`: one measurement, with its errors counted rather than
 hidden. A run that failed outright has ``value`` 0 and says why in ``detail``.
 """
@@ -7,16 +10,28 @@ hidden. A run that failed outright has ``value`` 0 and says why in ``detail``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import re
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from benchmarks.procs import raise_fd_limit
 
-__all__ = ["Sample", "curl_download", "curl_upload", "hold_idle", "parse_wrk", "wrk"]
+__all__ = [
+    "Held",
+    "Sample",
+    "curl_download",
+    "curl_upload",
+    "hold_connections",
+    "hold_idle",
+    "parse_wrk",
+    "wrk",
+]
 
 
 @dataclass(frozen=True)
@@ -140,40 +155,67 @@ def curl_upload(
 _REQUEST = b"GET /100b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
-async def _open_one(
-    port: int, gate: asyncio.Semaphore
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
-    async with gate:
-        try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 30)
-            writer.write(_REQUEST)
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
-            length = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
-            if not head.startswith(b"HTTP/1.1 200") or length is None:
-                writer.close()
-                return None
-            await asyncio.wait_for(reader.readexactly(int(length.group(1))), 30)
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+class Held(Protocol):
+    """One connection held open by :func:`hold_connections`."""
+
+    def alive(self) -> bool:
+        """Whether the proxy has kept it open so far."""
+
+    async def close(self) -> None:
+        """Close it and wait until it is closed (errors ignored)."""
+
+
+class _Http1Held:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    def alive(self) -> bool:
+        return not self._reader.at_eof()  # the proxy sends nothing before closing an idle one
+
+    async def close(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(OSError):
+            await self._writer.wait_closed()
+
+
+async def _open_http1(port: int) -> Held | None:
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 30)
+        writer.write(_REQUEST)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        length = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+        if not head.startswith(b"HTTP/1.1 200") or length is None:
+            writer.close()
             return None
-        return reader, writer
+        await asyncio.wait_for(reader.readexactly(int(length.group(1))), 30)
+    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+        return None
+    return _Http1Held(reader, writer)
 
 
-async def _hold(port: int, count: int, measure: Callable[[], int], settle: float) -> Sample:
+async def _hold(
+    open_one: Callable[[], Awaitable[Held | None]],
+    count: int,
+    measure: Callable[[], int],
+    settle: float,
+) -> Sample:
     gate = asyncio.Semaphore(100)
+
+    async def gated() -> Held | None:
+        async with gate:
+            return await open_one()
+
     before = measure()
     started = time.monotonic()
-    opened = await asyncio.gather(*(_open_one(port, gate) for _ in range(count)))
-    connections = [pair for pair in opened if pair is not None]
+    opened = await asyncio.gather(*(gated() for _ in range(count)))
+    connections = [held for held in opened if held is not None]
     took = time.monotonic() - started
     await asyncio.sleep(settle)
     after = measure()
     await asyncio.sleep(0.1)
-    alive = sum(1 for reader, writer in connections if not reader.at_eof())
-    for _, writer in connections:
-        writer.close()
-    await asyncio.gather(
-        *(writer.wait_closed() for _, writer in connections), return_exceptions=True
-    )
+    alive = sum(1 for held in connections if held.alive())
+    await asyncio.gather(*(held.close() for held in connections), return_exceptions=True)
     errors = count - alive
     if alive == 0:
         return Sample(0.0, errors=errors, detail="no connection stayed open")
@@ -182,16 +224,35 @@ async def _hold(port: int, count: int, measure: Callable[[], int], settle: float
         (after - before) / alive,
         errors=errors,
         detail=detail,
-        extra={"rss_before": float(before), "rss_after": float(after), "alive": float(alive)},
+        extra={
+            "rss_before": float(before),
+            "rss_after": float(after),
+            "alive": float(alive),
+            "open_seconds": round(took, 2),
+        },
     )
 
 
-def hold_idle(port: int, count: int, measure: Callable[[], int], settle: float = 2.0) -> Sample:
-    """Open ``count`` keep-alive connections, one request each, and keep them open.
+def hold_connections(
+    open_one: Callable[[], Awaitable[Held | None]],
+    count: int,
+    measure: Callable[[], int],
+    settle: float = 2.0,
+) -> Sample:
+    """Open ``count`` connections with ``open_one`` (100 at a time) and keep them open.
 
+    ``open_one`` connects, makes one request and reads its answer, or returns ``None``.
     ``measure`` returns the proxy's resident bytes; the sample is the growth per connection
-    still open after ``settle`` seconds. Connections the proxy refused or closed count as
-    errors.
+    still open after ``settle`` seconds. Connections that failed or that the proxy closed
+    count as errors.
     """
     raise_fd_limit()
-    return asyncio.run(_hold(port, count, measure, settle))
+    return asyncio.run(_hold(open_one, count, measure, settle))
+
+
+def hold_idle(port: int, count: int, measure: Callable[[], int], settle: float = 2.0) -> Sample:
+    """Open ``count`` HTTP/1.1 keep-alive connections, one request each, and keep them open.
+
+    See :func:`hold_connections`.
+    """
+    return hold_connections(functools.partial(_open_http1, port), count, measure, settle)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from benchmarks.peers import REPO, Tools
 
-__all__ = ["describe", "load_average"]
+__all__ = ["commit", "describe", "load_average"]
 
 
 def _first_line(argv: list[str]) -> str:
@@ -56,9 +56,9 @@ def load_average() -> str:
         return "unknown"
 
 
-def _commit() -> str:
-    # Read-only: which commit of the checkout was measured, and whether the code differs.
-    commit = _first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
+def commit() -> str:
+    """Which commit of the checkout is measured, and whether its code differs (read-only)."""
+    head = _first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
     try:
         status = subprocess.run(
             ["git", "-C", str(REPO), "status", "--porcelain", "--", "sansproxy", "adapters"],
@@ -69,7 +69,7 @@ def _commit() -> str:
         ).stdout
     except (OSError, subprocess.TimeoutExpired):
         status = ""
-    return commit + (" with uncommitted changes" if status.strip() else "")
+    return head + (" with uncommitted changes" if status.strip() else "")
 
 
 def describe(tools: Tools) -> dict[str, str]:
@@ -81,10 +81,11 @@ def describe(tools: Tools) -> dict[str, str]:
         "memory": _memory(),
         "kernel": f"{platform.system()} {platform.release()}",
         "Python": sys.version.split()[0] + f" ({sys.executable})",
-        "sansproxy": f"checkout {_commit()} (h11 {_dist('h11')}, trio {_dist('trio')}, "
+        "sansproxy": f"checkout {commit()} (h11 {_dist('h11')}, trio {_dist('trio')}, "
         f"uvloop {_dist('uvloop')})",
         "nginx": _first_line([tools.nginx, "-v"]) if tools.nginx else "not installed",
         "wrk": _first_line([tools.wrk, "-v"]) if tools.wrk else "not installed",
+        "h2load": _first_line([tools.h2load, "--version"]) if tools.h2load else "not installed",
         "curl": " ".join(_first_line([tools.curl, "--version"]).split()[:2])
         if tools.curl
         else "not installed",

@@ -69,13 +69,31 @@ def backend_conf(prefix: Path, port: int, root: Path, nofile: int) -> str:
     )
 
 
-def proxy_conf(prefix: Path, port: int, upstream_port: int, nofile: int) -> str:
+def proxy_conf(
+    prefix: Path,
+    port: int,
+    upstream_port: int,
+    nofile: int,
+    tls: tuple[Path, Path] | None = None,
+) -> str:
     """Proxy with nginx, streaming, to ``127.0.0.1:upstream_port``, with an access log.
 
     Upstream keep-alive caches 32 idle connections (sansproxy's ``max_idle_per_server``
     default); bodies stream both ways (no request buffering, no temporary files), as they
-    do through sansproxy.
+    do through sansproxy. With ``tls`` (certificate, key) the listener terminates TLS and
+    offers ``h2`` and ``http/1.1`` by ALPN (nginx 1.22's ``listen ... ssl http2``), with
+    TLS 1.2 and 1.3 as sansproxy's listener has (1.22's default stops at 1.2); the upstream
+    side stays HTTP/1.1, as sansproxy's. ``keepalive_timeout`` and ``keepalive_requests``
+    also bound HTTP/2 connections since nginx 1.19.7.
     """
+    listen = f"listen 127.0.0.1:{port} backlog=4096;"
+    if tls is not None:
+        listen = (
+            f"listen 127.0.0.1:{port} ssl http2 backlog=4096;\n"
+            f"        ssl_certificate {tls[0]};\n"
+            f"        ssl_certificate_key {tls[1]};\n"
+            "        ssl_protocols TLSv1.2 TLSv1.3;"
+        )
     return (
         _head(prefix, nofile)
         + "http {\n"
@@ -92,7 +110,7 @@ def proxy_conf(prefix: Path, port: int, upstream_port: int, nofile: int) -> str:
         keepalive_timeout 600s;
     }}
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
+        {listen}
         location / {{
             proxy_pass http://backend;
             proxy_http_version 1.1;

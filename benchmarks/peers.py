@@ -14,6 +14,7 @@ import importlib.util
 import os
 import resource
 import shutil
+import ssl
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from benchmarks import nginx
 from benchmarks.backend import body_sizes
+from benchmarks.certs import Certificate
 from benchmarks.procs import CpuLayout, Process, free_port
 
 __all__ = [
@@ -46,23 +48,38 @@ class Peer:
     kind: str  # direct, relay, sansproxy, nginx, mitmproxy, proxy.py
     loop: str = ""
     workers: int = 1
+    tls: bool = False  # set up here with a TLS listener (HTTP/2 and HTTP/1.1 over TLS)
     description: str = ""
 
 
 PEERS: tuple[Peer, ...] = (
     Peer("backend-direct", "direct", description="the backend itself, no proxy"),
     Peer("relay", "relay", description="benchmarks/relay.py: asyncio Protocol + h11 (reference)"),
-    Peer("sansproxy-trio", "sansproxy", "trio", description="sansproxy --loop trio"),
-    Peer("sansproxy-asyncio", "sansproxy", "asyncio", description="sansproxy --loop asyncio"),
-    Peer("sansproxy-uvloop", "sansproxy", "uvloop", description="sansproxy --loop uvloop"),
+    Peer("sansproxy-trio", "sansproxy", "trio", tls=True, description="sansproxy --loop trio"),
+    Peer(
+        "sansproxy-asyncio",
+        "sansproxy",
+        "asyncio",
+        tls=True,
+        description="sansproxy --loop asyncio",
+    ),
+    Peer(
+        "sansproxy-uvloop", "sansproxy", "uvloop", tls=True, description="sansproxy --loop uvloop"
+    ),
     Peer(
         "sansproxy-asyncio-2w",
         "sansproxy",
         "asyncio",
         workers=2,
         description="sansproxy --loop asyncio --workers 2",
+        tls=True,
     ),
-    Peer("nginx-proxy", "nginx", description="nginx proxy_pass, upstream keepalive 32"),
+    Peer(
+        "nginx-proxy",
+        "nginx",
+        description="nginx proxy_pass, upstream keepalive 32 (TLS: listen ssl http2)",
+        tls=True,
+    ),
     Peer("mitmproxy", "mitmproxy", description="mitmdump --mode reverse, streaming > 1 MiB"),
     Peer("proxy.py", "proxy.py", description="proxy.py reverse-proxy plugin"),
 )
@@ -75,6 +92,7 @@ class Tools:
     python: str
     nginx: str | None
     wrk: str | None
+    h2load: str | None
     curl: str | None
     mitmdump: str | None
     proxypy: bool
@@ -88,6 +106,7 @@ class Tools:
             python=sys.executable,
             nginx=shutil.which("nginx") or _existing("/usr/sbin/nginx"),
             wrk=shutil.which("wrk"),
+            h2load=shutil.which("h2load"),
             curl=shutil.which("curl"),
             mitmdump=mitmdump or shutil.which("mitmdump"),
             proxypy=importlib.util.find_spec("proxy") is not None and _has_dist("proxy.py"),
@@ -248,10 +267,13 @@ class Running:
     process: Process | None
 
 
-def _sansproxy_toml(port: int, upstream_port: int) -> str:
+def _sansproxy_toml(port: int, upstream_port: int, tls: Certificate | None = None) -> str:
+    listener = f'address = "127.0.0.1:{port}"'
+    if tls is not None:  # the default ALPN offer of a TLS listener: h2, then http/1.1
+        listener += f'\ncertificate = "{tls.certificate}"\nprivate_key = "{tls.private_key}"'
     return f"""\
 [[listeners]]
-address = "127.0.0.1:{port}"
+{listener}
 
 [upstreams.backend]
 servers = ["http://127.0.0.1:{upstream_port}"]
@@ -270,13 +292,25 @@ access_log = true
 
 
 def launch(
-    peer: Peer, tools: Tools, upstream_port: int, *, workdir: Path, layout: CpuLayout, tag: str
+    peer: Peer,
+    tools: Tools,
+    upstream_port: int,
+    *,
+    workdir: Path,
+    layout: CpuLayout,
+    tag: str,
+    tls: Certificate | None = None,
 ) -> tuple[Running | None, str]:
     """Start ``peer`` in front of ``upstream_port`` and wait until it answers.
+
+    With ``tls`` its listener terminates TLS with that certificate (only for peers whose
+    ``tls`` is set) and the readiness check goes over TLS.
 
     Returns:
         (running peer, "") or (None, why it could not start).
     """
+    if tls is not None and not peer.tls:
+        raise ValueError(f"{peer.name} is not set up for TLS here")
     if peer.kind == "direct":
         return Running(peer, upstream_port, None), ""
     port = free_port()
@@ -292,13 +326,14 @@ def launch(
         env, cwd = _checkout_env(), REPO
     elif peer.kind == "sansproxy":
         config = home / "proxy.toml"
-        config.write_text(_sansproxy_toml(port, upstream_port))
+        config.write_text(_sansproxy_toml(port, upstream_port, tls))
         argv = [tools.python, "-m", "sansproxy_trio", "--config", str(config)]
         argv += ["--loop", peer.loop, "--workers", str(peer.workers)]
         env = _checkout_env()
     elif peer.kind == "nginx":
         assert tools.nginx is not None
-        conf = nginx.proxy_conf(home, port, upstream_port, nofile=_nofile())
+        pair = None if tls is None else (tls.certificate, tls.private_key)
+        conf = nginx.proxy_conf(home, port, upstream_port, nofile=_nofile(), tls=pair)
         (home / "nginx.conf").write_text(conf)
         argv = nginx.argv(tools.nginx, home)
     elif peer.kind == "mitmproxy":
@@ -317,7 +352,8 @@ def launch(
     else:
         raise ValueError(f"unknown peer kind {peer.kind!r}")
     process = Process(f"{peer.name}-{tag}", argv, logs=logs, cpus=cpus, env=env, cwd=cwd)
-    problem = process.wait_http(port, "/100b", 100)
+    context = None if tls is None else tls.client_context()
+    problem = process.wait_http(port, "/100b", 100, tls=context)
     if problem:
         process.stop()
         return None, problem
@@ -328,9 +364,16 @@ def _nofile() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 
 
-def keeps_alive(port: int, timeout: float = 5.0) -> bool:
-    """Whether a second request on the same connection is answered (proxy.py's is not)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def keeps_alive(port: int, timeout: float = 5.0, tls: ssl.SSLContext | None = None) -> bool:
+    """Whether a second request on the same connection is answered (proxy.py's is not).
+
+    With ``tls`` the connection is HTTP/1.1 over TLS, checked with that client context.
+    """
+    connection = (
+        http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        if tls is None
+        else http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=tls)
+    )
     try:
         for _ in range(2):
             connection.request("GET", "/100b")

@@ -13,6 +13,7 @@ import os
 import resource
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -93,9 +94,15 @@ def free_port() -> int:
         return port
 
 
-def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, int]:
-    """``GET path`` on ``127.0.0.1:port``: the status and the body length."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def http_get(
+    port: int, path: str, timeout: float = 5.0, tls: ssl.SSLContext | None = None
+) -> tuple[int, int]:
+    """``GET path`` on ``127.0.0.1:port`` (over TLS with ``tls``): status and body length."""
+    connection = (
+        http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        if tls is None
+        else http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=tls)
+    )
     try:
         connection.request("GET", path)
         response = connection.getresponse()
@@ -155,15 +162,25 @@ class Process:
                 text += path.read_text(errors="replace").splitlines()[-lines:]
         return " | ".join(line.strip() for line in text if line.strip())[-600:]
 
-    def wait_http(self, port: int, path: str, expect_bytes: int, timeout: float = 30.0) -> str:
-        """Poll ``GET path`` until it answers 200 with ``expect_bytes``; '' or the problem."""
+    def wait_http(
+        self,
+        port: int,
+        path: str,
+        expect_bytes: int,
+        timeout: float = 30.0,
+        tls: ssl.SSLContext | None = None,
+    ) -> str:
+        """Poll ``GET path`` until it answers 200 with ``expect_bytes``; '' or the problem.
+
+        With ``tls`` the requests go over TLS (HTTP/1.1), checked with that client context.
+        """
         deadline = time.monotonic() + timeout
         problem = "no answer"
         while time.monotonic() < deadline:
             if self.popen.poll() is not None:
                 return f"exited with status {self.popen.returncode}: {self.tail()}"
             try:
-                status, length = http_get(port, path)
+                status, length = http_get(port, path, tls=tls)
             except (OSError, http.client.HTTPException) as error:
                 problem = f"{type(error).__name__}: {error}"
             else:

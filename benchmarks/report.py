@@ -26,6 +26,9 @@ __all__ = [
 
 MIB = 1024 * 1024
 _SANSPROXY_ONE_WORKER = ("sansproxy-trio", "sansproxy-asyncio", "sansproxy-uvloop")
+#: The HTTP/2 rate scenarios and their HTTP/1.1-over-TLS counterparts, by body size.
+_H2_VERSUS_H1 = (("100 B", "h2-100b", "h1tls-100b"), ("1 MiB", "h2-1m", "h1tls-1m"))
+_IDLE_H2_MAX = 150 * 1024
 
 
 def _find(results: Sequence[PeerResult], name: str) -> PeerResult | None:
@@ -216,6 +219,34 @@ def targets(
         found.append(
             Target(f"{titles.get('idle', 'idle')}: < 100 KiB each", peer, measured, _verdict(ok))
         )
+    found += _h2_targets(get, titles)
+    return found
+
+
+def _h2_targets(
+    get: Callable[[str, str], PeerResult | None], titles: Mapping[str, str]
+) -> list[Target]:
+    """HTTP/2 against HTTP/1.1 over TLS through the same proxy, and idle HTTP/2 memory."""
+    found = []
+    for size, h2, h1 in _H2_VERSUS_H1:
+        for peer in _SANSPROXY_ONE_WORKER:
+            mine, theirs = get(h2, peer), get(h1, peer)
+            ratio = _ratio(_value(mine), _value(theirs))
+            measured = "—" if ratio is None else f"{ratio:.2f}x"
+            if mine and theirs:
+                measured += f" ({mine.value:,.0f} vs {theirs.value:,.0f} req/s)"
+            ok = None if ratio is None else ratio >= 1.0
+            target = f"HTTP/2 {size}: req/s >= HTTP/1.1 over TLS"
+            found.append(Target(target, peer, measured, _verdict(ok)))
+    for peer in _SANSPROXY_ONE_WORKER:
+        mine = get("idle-h2", peer)
+        per = mine.value if mine else None
+        measured = (
+            "—" if per is None or mine is None else f"{per / 1024:.1f} KiB ({mine.errors} errors)"
+        )
+        ok = None if per is None or mine is None else per <= _IDLE_H2_MAX and mine.errors == 0
+        title = titles.get("idle-h2", "idle HTTP/2 connections")
+        found.append(Target(f"{title}: <= 150 KiB each", peer, measured, _verdict(ok)))
     return found
 
 

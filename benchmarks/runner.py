@@ -4,6 +4,10 @@ Within a scenario every available peer is started fresh, warmed up, then measure
 turn, run after run (peer A, B, C, then A, B, C again...), so that a burst of load from
 elsewhere on a shared machine hits all of them alike. Peak memory is read at the end of
 the scenario, before the peers stop. Idle-connection runs start a fresh peer each time.
+
+Scenarios whose ``protocol`` is not ``h1`` go over TLS: the peers that can (``Peer.tls``)
+are started with a TLS listener and the run's throwaway certificate, and loaded with
+h2load speaking HTTP/2 (``h2``) or wrk speaking HTTP/1.1 (``h1-tls``) to that listener.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks import h2load
+from benchmarks.certs import Certificate, make_certificate
+from benchmarks.idle_h2 import hold_idle_h2
 from benchmarks.load import Sample, curl_download, curl_upload, hold_idle, wrk
 from benchmarks.peers import (
     Backends,
@@ -44,6 +51,13 @@ class Scenario:
     path: str = "/100b"
     connections: int = 1
     unit: str = "req/s"
+    protocol: str = "h1"  # h1 (cleartext HTTP/1.1), h1-tls (HTTP/1.1 over TLS), h2 (over TLS)
+    streams: int = 1  # requests in flight per connection (HTTP/2 streams)
+
+    @property
+    def tls(self) -> bool:
+        """Whether the peers are reached over TLS."""
+        return self.protocol != "h1"
 
 
 def _size(count: int) -> str:
@@ -53,15 +67,58 @@ def _size(count: int) -> str:
     return f"{count} B"
 
 
-def scenarios(transfer_bytes: int, idle_connections: int) -> tuple[Scenario, ...]:
-    """Every scenario, with the large transfer and idle count of this run."""
+#: HTTP/2 load: connections, and streams in flight on each (``h2load -c 10 -m 10``).
+H2_CONNECTIONS, H2_STREAMS = 10, 10
+#: HTTP/1.1 over TLS has as many requests in flight, one per connection.
+H1_TLS_CONNECTIONS = H2_CONNECTIONS * H2_STREAMS
+
+
+def scenarios(
+    transfer_bytes: int, idle_connections: int, idle_h2_connections: int = 1000
+) -> tuple[Scenario, ...]:
+    """Every scenario, with the large transfer and idle counts of this run."""
     size = _size(transfer_bytes)
+    h2_load = f"{H2_CONNECTIONS} connections x {H2_STREAMS} streams"
     return (
         Scenario("100b-c1", "100 B, 1 connection", "rate", "/100b", 1),
         Scenario("100b-c50", "100 B, 50 connections", "rate", "/100b", 50),
         Scenario("100b-c256", "100 B, 256 connections", "rate", "/100b", 256),
         Scenario("16k-c50", "16 KiB, 50 connections", "rate", "/16k", 50),
         Scenario("1m-c50", "1 MiB, 50 connections", "rate", "/1m", 50),
+        Scenario(
+            "h1tls-100b",
+            f"HTTP/1.1 over TLS, 100 B, {H1_TLS_CONNECTIONS} connections",
+            "rate",
+            "/100b",
+            H1_TLS_CONNECTIONS,
+            protocol="h1-tls",
+        ),
+        Scenario(
+            "h2-100b",
+            f"HTTP/2, 100 B, {h2_load}",
+            "rate",
+            "/100b",
+            H2_CONNECTIONS,
+            protocol="h2",
+            streams=H2_STREAMS,
+        ),
+        Scenario(
+            "h1tls-1m",
+            f"HTTP/1.1 over TLS, 1 MiB, {H1_TLS_CONNECTIONS} connections",
+            "rate",
+            "/1m",
+            H1_TLS_CONNECTIONS,
+            protocol="h1-tls",
+        ),
+        Scenario(
+            "h2-1m",
+            f"HTTP/2, 1 MiB, {h2_load}",
+            "rate",
+            "/1m",
+            H2_CONNECTIONS,
+            protocol="h2",
+            streams=H2_STREAMS,
+        ),
         Scenario("download", f"{size} download", "download", "/1g", 1, "MB/s"),
         Scenario("upload", f"{size} upload", "upload", "/upload", 1, "MB/s"),
         Scenario(
@@ -71,6 +128,15 @@ def scenarios(transfer_bytes: int, idle_connections: int) -> tuple[Scenario, ...
             "/100b",
             idle_connections,
             "B/conn",
+        ),
+        Scenario(
+            "idle-h2",
+            f"{idle_h2_connections:,} idle HTTP/2 connections",
+            "idle",
+            "/100b",
+            idle_h2_connections,
+            "B/conn",
+            protocol="h2",
         ),
     )
 
@@ -85,6 +151,7 @@ class Settings:
     transfer_bytes: int
     transfer_timeout: float
     idle_connections: int
+    idle_h2_connections: int
     scenarios: tuple[Scenario, ...]
     peers: tuple[Peer, ...]
     pin: bool
@@ -127,14 +194,29 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-class _Suite:
-    """The state of one run: tools, CPUs, the backend and the scratch directory."""
+_NO_TLS = {
+    "direct": "the backend is cleartext HTTP/1.1 only",
+    "relay": "the relay is cleartext HTTP/1.1 only",
+}
 
-    def __init__(self, settings: Settings, tools: Tools, workdir: Path, layout: CpuLayout):
+
+class _Suite:
+    """The state of one run: tools, CPUs, the backend, the certificate and the scratch folder."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        tools: Tools,
+        workdir: Path,
+        layout: CpuLayout,
+        certificate: tuple[Certificate | None, str],
+    ):
         self.settings = settings
         self.tools = tools
         self.workdir = workdir
         self.layout = layout
+        self.certificate, self.certificate_problem = certificate
+        self.negotiated: dict[str, str] = {}  # peer -> TLS version and cipher h2load got
         self.upload_file = workdir / "upload.bin"
         with self.upload_file.open("wb") as file:
             file.truncate(settings.transfer_bytes)  # sparse: reading it costs no disk
@@ -176,21 +258,56 @@ class _Suite:
 
     def _cannot_measure(self, peer: Peer, scenario: Scenario) -> str:
         tools = self.tools
-        if scenario.kind == "rate" and tools.wrk is None:
-            return "wrk is not installed (apt-get install wrk)"
-        if scenario.kind in ("download", "upload") and tools.curl is None:
-            return "curl is not installed (apt-get install curl)"
         if scenario.kind == "idle" and peer.kind == "direct":
             return "no proxy: nothing to measure"
+        if scenario.tls and not peer.tls:
+            return _NO_TLS.get(peer.kind, "not set up with a TLS listener in this suite")
+        if scenario.kind == "rate" and scenario.protocol == "h2" and tools.h2load is None:
+            return "h2load is not installed (apt-get install nghttp2-client)"
+        if scenario.kind == "rate" and scenario.protocol != "h2" and tools.wrk is None:
+            return "wrk is not installed (apt-get install wrk)"
+        if scenario.tls and self.certificate is None:
+            return self.certificate_problem
+        if scenario.kind in ("download", "upload") and tools.curl is None:
+            return "curl is not installed (apt-get install curl)"
         return unavailable(peer, tools) or ""
 
-    def _start(self, peer: Peer, upstream: int, tag: str, result: PeerResult) -> Running | None:
+    def _start(
+        self, peer: Peer, scenario: Scenario, upstream: int, tag: str, result: PeerResult
+    ) -> Running | None:
         running, problem = launch(
-            peer, self.tools, upstream, workdir=self.workdir, layout=self.layout, tag=tag
+            peer,
+            self.tools,
+            upstream,
+            workdir=self.workdir,
+            layout=self.layout,
+            tag=tag,
+            tls=self.certificate if scenario.tls else None,
         )
         if running is None:
             result.skipped = f"did not start: {problem}"
         return running
+
+    def _url(self, scenario: Scenario, running: Running) -> str:
+        scheme = "https" if scenario.tls else "http"
+        return f"{scheme}://127.0.0.1:{running.port}{scenario.path}"
+
+    def _unusable(self, scenario: Scenario, running: Running) -> str:
+        """Why a started peer cannot be loaded in a rate scenario, or ''."""
+        if scenario.protocol != "h2":
+            made = self.certificate if scenario.tls else None
+            if keeps_alive(running.port, tls=made.client_context() if made else None):
+                return ""
+            return "does not answer a second request on a kept-alive connection"
+        assert self.tools.h2load is not None
+        problem, negotiated = h2load.probe(
+            self.tools.h2load,
+            self._url(scenario, running),
+            run=self.run_load(running.peer.workers),
+        )
+        if negotiated:
+            self.negotiated[running.peer.name] = negotiated
+        return problem
 
     def _interleaved(
         self,
@@ -203,13 +320,12 @@ class _Suite:
         started: list[Running] = []
         try:
             for peer in peers:
-                running = self._start(peer, upstream, scenario.name, results[peer.name])
+                running = self._start(peer, scenario, upstream, scenario.name, results[peer.name])
                 if running is None:
                     continue
-                if scenario.kind == "rate" and not keeps_alive(running.port):
-                    results[
-                        peer.name
-                    ].skipped = "does not answer a second request on a kept-alive connection"
+                problem = self._unusable(scenario, running) if scenario.kind == "rate" else ""
+                if problem:
+                    results[peer.name].skipped = problem
                     if running.process is not None:
                         running.process.stop()
                     continue
@@ -236,7 +352,7 @@ class _Suite:
                     running.process.stop()
 
     def _measure(self, scenario: Scenario, running: Running, seconds: float) -> Sample:
-        url = f"http://127.0.0.1:{running.port}{scenario.path}"
+        url = self._url(scenario, running)
         run = self.run_load(running.peer.workers)
         size, timeout = self.settings.transfer_bytes, self.settings.transfer_timeout
         if scenario.kind == "download":
@@ -247,8 +363,20 @@ class _Suite:
             return curl_upload(
                 self.tools.curl, url, source=self.upload_file, size=size, run=run, timeout=timeout
             )
-        assert self.tools.wrk is not None
         threads = len(self.layout.load_for(running.peer.workers) or self.layout.cpus)
+        if scenario.protocol == "h2":
+            assert self.tools.h2load is not None
+            return h2load.h2load(
+                self.tools.h2load,
+                url,
+                connections=scenario.connections,
+                streams=scenario.streams,
+                seconds=seconds,
+                threads=threads,
+                log=self.workdir / "h2load.log",
+                run=run,
+            )
+        assert self.tools.wrk is not None
         return wrk(
             self.tools.wrk,
             url,
@@ -270,14 +398,18 @@ class _Suite:
                 result = results[peer.name]
                 if result.skipped:
                     continue
-                running = self._start(peer, upstream, f"{scenario.name}{run}", result)
+                running = self._start(peer, scenario, upstream, f"{scenario.name}{run}", result)
                 if running is None or running.process is None:
                     continue
                 pid = running.process.pid
+                measure = functools.partial(_resident, pid)
                 try:
-                    sample = hold_idle(
-                        running.port, scenario.connections, functools.partial(_resident, pid)
-                    )
+                    if scenario.protocol == "h2":
+                        sample = hold_idle_h2(
+                            running.port, scenario.connections, measure, scenario.path
+                        )
+                    else:
+                        sample = hold_idle(running.port, scenario.connections, measure)
                     result.peak_rss = max(result.peak_rss or 0, tree_memory(pid)[1])
                 finally:
                     running.process.stop()
@@ -300,12 +432,31 @@ def _progress(scenario: Scenario, peer: Peer, run: int, sample: Sample) -> str:
     return text
 
 
+def _tls_note(suite: _Suite) -> str:
+    made = suite.certificate
+    if made is None:
+        return f"no TLS scenario ran: {suite.certificate_problem}"
+    text = f"ECDSA P-256 certificate from {made.origin}, made at run time in the temp folder"
+    negotiated = sorted(set(suite.negotiated.values()))
+    if len(negotiated) == 1:
+        text += f"; h2load negotiated {negotiated[0]} with every peer it loaded"
+    elif negotiated:
+        text += "; h2load negotiated " + ", ".join(
+            f"{peer}: {value}" for peer, value in suite.negotiated.items()
+        )
+    return text
+
+
 def run_suite(
     settings: Settings, tools: Tools, on_scenario: Callable[[Scenario], None] | None = None
-) -> tuple[dict[str, list[PeerResult]], str]:
-    """Measure every scenario of ``settings``; the results by scenario, and the backend used.
+) -> tuple[dict[str, list[PeerResult]], str, dict[str, str]]:
+    """Measure every scenario of ``settings``.
 
     ``on_scenario`` is called as each scenario starts (the suite samples the load with it).
+
+    Returns:
+        The results by scenario, the backend used ("nginx" or "built-in"), and notes for
+        the report's machine table (how TLS was set up, when a scenario used it).
 
     Raises:
         RuntimeError: The backend could not be started.
@@ -331,7 +482,11 @@ def run_suite(
         if backends is None:
             raise RuntimeError(problem)
         _say(f"backend: {backends.kind}; {layout.describe(1)}")
-        suite = _Suite(settings, tools, workdir, layout)
+        uses_tls = any(scenario.tls for scenario in settings.scenarios)
+        certificate = (
+            make_certificate(workdir / "tls") if uses_tls else (None, "no TLS scenario chosen")
+        )
+        suite = _Suite(settings, tools, workdir, layout, certificate)
         try:
             for scenario in settings.scenarios:
                 _say(f"{scenario.title}:")
@@ -340,4 +495,5 @@ def run_suite(
                 results[scenario.name] = suite.scenario(scenario, backends)
         finally:
             backends.stop()
-    return results, backends.kind
+    notes = {"TLS": _tls_note(suite)} if uses_tls else {}
+    return results, backends.kind, notes

@@ -49,8 +49,11 @@ class Loop:
         self.done = False
 
     def feed(self, event: sp.Event | None) -> None:  # one turn of the core; None = timer due
-        now = time.monotonic()
-        cmds = self.proxy.handle_timeout(now) if event is None else self.proxy.handle(event, now)
+        now, wall = time.monotonic(), time.time()  # timers; HTTP dates
+        if event is None:
+            cmds = self.proxy.handle_timeout(now, wall=wall)
+        else:
+            cmds = self.proxy.handle(event, now, wall=wall)
         for cmd in cmds:
             match cmd:
                 case sp.Send():

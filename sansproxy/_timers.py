@@ -1,7 +1,11 @@
 """One timer slot per owner, with a lazily cleaned heap.
 
-Theory of operation: every connection has at most one live timer (its kind
-says what expiring means: header timeout, idle timeout, ...). ``set`` only
+Theory of operation: timers belong to typed owners (a client or upstream
+connection, an HTTP/2 stream, an exchange waiting for a server, a server's
+probe schedule, the shutdown drain), never to invented ids. Every owner has at
+most one live timer (its kind says what expiring means: header timeout, idle
+timeout, ...). Owners carry an ``order`` number, unique per owner, which
+breaks ties between timers due at the same instant. ``set`` only
 records the deadline; the heap holds, per owner, the earliest deadline it was
 scheduled for. Pushing back a deadline (the common case: an idle timer
 touched on every body chunk) costs a dict write, no heap push; when the
@@ -13,11 +17,9 @@ from __future__ import annotations
 
 import heapq
 from enum import Enum
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
-__all__ = ["TimerKind", "TimerTable"]
-
-K = TypeVar("K", bound=int)
+__all__ = ["TimerKind", "TimerOwner", "TimerTable"]
 
 
 class TimerKind(Enum):
@@ -37,6 +39,23 @@ class TimerKind(Enum):
     PROBE_TIMEOUT = "health probe timeout"
     RETRY_BACKOFF = "retry backoff"
     QUEUE_WAIT = "waiting for a free server"
+    HANDSHAKE = "HTTP/2 preface and settings"
+    STREAM_BODY = "HTTP/2 request body idle"
+    SEND_STALL = "HTTP/2 responses waiting on the client's window"
+
+
+class TimerOwner(Protocol):
+    """Anything that owns a timer: hashable, with a unique tie-breaking ``order``."""
+
+    @property
+    def order(self) -> int:
+        """Orders owners whose timers fall due at the same instant."""
+
+    def on_timer(self, kind: TimerKind) -> None:
+        """The owner's timer expired (the owner may have closed meanwhile: it checks)."""
+
+
+K = TypeVar("K", bound=TimerOwner)
 
 
 class TimerTable(Generic[K]):
@@ -48,6 +67,8 @@ class TimerTable(Generic[K]):
         self._live: dict[K, tuple[float, TimerKind]] = {}
         self._scheduled: dict[K, float] = {}
         self._heap: list[tuple[float, int, K]] = []
+        """``(deadline, push number, owner)``: the push number keeps owners out of the
+        comparison, which they do not support."""
         self._seq = 0
 
     def __len__(self) -> int:
@@ -108,5 +129,5 @@ class TimerTable(Generic[K]):
                 continue
             del self._live[owner]
             fired.append((deadline, owner, kind))
-        fired.sort(key=lambda item: (item[0], item[1]))
+        fired.sort(key=lambda item: (item[0], item[1].order))
         return [(owner, kind) for _, owner, kind in fired]

@@ -121,13 +121,22 @@ def wants_trailers(headers: Iterable[tuple[bytes, bytes]]) -> bool:
 
 
 def is_upgrade(headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    """Whether a message asks for a protocol switch (RFC 9110 §7.8).
+    """Whether a message asks for a protocol switch the proxy may relay (RFC 9110 §7.8).
 
     Both parts are needed: an ``upgrade`` option in ``Connection`` and an
     ``Upgrade`` field. A lone ``Upgrade`` is an ordinary hop-by-hop leftover.
+    An offer of ``h2c`` is never relayed (the request goes on as an ordinary one):
+    RFC 9113 §3.1 deprecates that upgrade, and a backend that accepted it would be
+    spoken to in HTTP/2 straight past the proxy's routes and rules.
     """
     headers = list(headers)
-    if not any(name == b"upgrade" for name, _ in headers):
+    offers: set[bytes] = set()
+    for name, value in headers:
+        if name == b"upgrade":
+            for part in value.split(b","):
+                protocol = part.strip(_OWS).lower()
+                offers.add(protocol.split(b"/", 1)[0])
+    if not offers or b"h2c" in offers:
         return False
     return b"upgrade" in connection_tokens(headers)
 

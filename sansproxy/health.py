@@ -189,7 +189,7 @@ class _Server:
 class PoolHealth:
     """Active and passive health of the servers of one pool, addressed by index."""
 
-    __slots__ = ("_active", "_ended", "_latest", "_outlier", "_servers")
+    __slots__ = ("_active", "_ejections", "_ended", "_latest", "_outlier", "_servers")
 
     def __init__(
         self,
@@ -218,6 +218,8 @@ class PoolHealth:
         self._outlier = outlier
         # Ejections that ended on a call other than expire(): reported by the next expire().
         self._ended: list[HealthChange] = []
+        self._ejections = 0
+        """Servers with an ejection end set (so that ``next_deadline`` is cheap without)."""
         self._latest = -math.inf
 
     def available(self, index: int, now: float) -> bool:
@@ -258,6 +260,7 @@ class PoolHealth:
         if _ejected(server, now):
             # The probes saw it fall and rise during the ejection: the outage is over.
             server.ejected_until = None
+            self._ejections -= 1
             server.forgive_from = now
         return self._record(server, now, f"{_plural(check.rise, 'probe')} passed")
 
@@ -286,6 +289,8 @@ class PoolHealth:
         self._forgive(server, now, outlier)
         server.ejections += 1
         duration = min(server.ejections * outlier.base_ejection, outlier.max_ejection)
+        if server.ejected_until is None:
+            self._ejections += 1
         server.ejected_until = now + duration
         failures = server.consecutive_failures
         server.consecutive_failures = 0
@@ -309,6 +314,8 @@ class PoolHealth:
         That is the earliest ejection end; it may lie in the past when an
         ejection ended unreported (noticed by another call).
         """
+        if not self._ended and not self._ejections:
+            return None
         deadlines = [change.at for change in self._ended]
         deadlines.extend(s.ejected_until for s in self._servers if s.ejected_until is not None)
         return min(deadlines, default=None)
@@ -346,6 +353,7 @@ class PoolHealth:
         if end is None or end > now:
             return
         server.ejected_until = None
+        self._ejections -= 1
         server.forgive_from = end
         self._ended.append(self._record(server, end, "ejection ended"))
 

@@ -3,10 +3,11 @@
 Theory of operation:
 
 - The core is deterministic: the same configuration, the same seed and the same
-  ``(now, event)`` sequence give the same commands. So a run is fully described by a header
-  (format version, sansproxy version, seed, configuration as TOML text) and one line per
-  step the adapter took: an ``allocate_id`` call, an event with its time, or a timer turn.
-  Each line also carries the commands that turn returned, which is what a replay compares.
+  ``(now, wall, event)`` sequence give the same commands. So a run is fully described by a
+  header (format version, sansproxy version, seed, configuration as TOML text) and one line
+  per step the adapter took: an ``allocate_id`` call, an event with its two times (monotonic
+  and wall clock), or a timer turn with them. Each line also carries the commands that turn
+  returned, which is what a replay compares; the times are what it passes back to the core.
 - The :class:`~sansproxy_io.runner.Runner` calls the recorder (``Runner(..., recorder=...)``),
   so every adapter that uses the shared runner records the same way. Nothing here imports an
   event loop; the adapter only calls :meth:`Recorder.flush` now and then and
@@ -70,8 +71,8 @@ __all__ = [
 
 FORMAT: Final = "sansproxy-recording"
 """Value of the header's ``format`` key."""
-FORMAT_VERSION: Final = 1
-"""Version of the line format this module writes and reads."""
+FORMAT_VERSION: Final = 2
+"""Version of the line format this module writes and reads (2: turns carry the wall time)."""
 FLUSH_INTERVAL: Final = 1.0
 """Seconds between flushes of the recording while the proxy runs."""
 
@@ -388,11 +389,13 @@ class TurnRecorder(Protocol):
         event: Event | None,
         commands: Sequence[Command],
         *,
+        wall: float,
         raised: BaseException | None = None,
     ) -> None:
         """One turn: ``event`` (``None``: a timer turn) at ``now`` returned ``commands``.
 
-        ``raised`` is the exception the core raised instead (the commands are then empty).
+        ``wall`` is the wall-clock time the core was given with ``now``; ``raised`` is the
+        exception the core raised instead (the commands are then empty).
         """
 
     def record_reload(self, config: ProxyConfig, *, text: str, source: str) -> None:
@@ -467,13 +470,14 @@ class Recorder:
         event: Event | None,
         commands: Sequence[Command],
         *,
+        wall: float,
         raised: BaseException | None = None,
     ) -> None:
         """Record one turn (see :class:`TurnRecorder`)."""
         if self._stream is None:
             return
         try:
-            line: dict[str, Json] = {"t": now}
+            line: dict[str, Json] = {"t": now, "w": wall}
             if event is None:
                 line["timeout"] = True
             else:
@@ -766,10 +770,7 @@ class _Records:
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             raise RecordingError(f"{self._name}: not a sansproxy recording")
         if header.get("version") != FORMAT_VERSION:
-            raise RecordingError(
-                f"{self._name}: recording format version {header.get('version')!r} is not "
-                f"supported (this sansproxy reads version {FORMAT_VERSION})"
-            )
+            raise RecordingError(_unsupported_version(self._name, header))
         if not isinstance(header.get("seed"), int) or "config" not in header:
             raise RecordingError(f"{self._name}: the header lacks the seed or the configuration")
         return header
@@ -789,6 +790,24 @@ class _Records:
             yield self._number, record
 
 
+def _unsupported_version(name: str, header: dict[str, Json]) -> str:
+    """The one-line refusal of a recording in another format version, and what to do."""
+    found = header.get("version")
+    message = (
+        f"{name}: recording format version {found!r} cannot be replayed: this sansproxy "
+        f"replays version {FORMAT_VERSION} only"
+    )
+    if not isinstance(found, int) or isinstance(found, bool):
+        return message
+    advice: list[str] = []
+    writer = header.get("sansproxy")
+    if isinstance(writer, str) and writer not in ("unknown", _sansproxy_version()):
+        advice.append(f"replay it with sansproxy {writer}, which recorded it")
+    if found < FORMAT_VERSION:
+        advice.append("record the run again")
+    return f"{message} ({', or '.join(advice)})" if advice else message
+
+
 def _replay_step(
     proxy: Proxy, record: dict[str, Json], turn: int, line_number: int, name: str
 ) -> str | None:
@@ -803,6 +822,9 @@ def _replay_step(
     now = record.get("t")
     if not isinstance(now, int | float) or isinstance(now, bool):
         raise RecordingError(f"{name}: line {line_number}: no time 't'")
+    wall = record.get("w")
+    if not isinstance(wall, int | float) or isinstance(wall, bool):
+        raise RecordingError(f"{name}: line {line_number}: no wall time 'w'")
     expected = record.get("commands")
     if not isinstance(expected, list):
         raise RecordingError(f"{name}: line {line_number}: no 'commands' list")
@@ -820,7 +842,10 @@ def _replay_step(
     raised: str | None = None
     commands: list[Command] = []
     try:
-        commands = proxy.handle_timeout(now) if event is None else proxy.handle(event, now)
+        if event is None:
+            commands = proxy.handle_timeout(now, wall=wall)
+        else:
+            commands = proxy.handle(event, now, wall=wall)
     except Exception as error:  # noqa: BLE001 - the recording may hold a core failure too
         raised = _describe_exception(error)
     # The Runner asks for the next deadline after every turn, and that call tidies the core's

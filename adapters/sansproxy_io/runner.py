@@ -8,9 +8,13 @@ Theory of operation:
   timer, learn that shutdown is complete). Both are plain, non-blocking method calls, so a
   future asyncio adapter reuses this module unchanged.
 - Rule 1: every call into the core is one turn. :meth:`Runner.dispatch` calls
-  ``core.handle(event, clock())`` and applies the whole command list before it returns;
-  nothing awaits in between, so no other event can slip into the middle of a turn
-  (mitmproxy #7027 shows what goes wrong otherwise).
+  ``core.handle(event, clock(), wall=wall_clock())`` and applies the whole command list
+  before it returns; nothing awaits in between, so no other event can slip into the middle
+  of a turn (mitmproxy #7027 shows what goes wrong otherwise).
+- Two clocks are read at the start of every turn: the monotonic one the backend's timer
+  sleeps on (``now``, for timers) and the wall clock (``wall``, Unix seconds, for HTTP
+  dates). An access-log line produced in a turn is stamped with that turn's wall time, so
+  the log and the core agree on when an exchange ended.
 - Rule 2: after every turn the single timer is re-armed to ``core.next_deadline()`` if, and
   only if, that value changed.
 - Rule 3: the ``ConnId -> Transport`` table is the truth about which connections the core
@@ -26,9 +30,10 @@ Theory of operation:
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final, Protocol, assert_never
 
 from sansproxy.commands import (
@@ -162,8 +167,9 @@ class Runner:
         clock: Monotonic seconds, the same clock the backend's timer sleeps on.
         backend: The I/O primitives.
         access_log_format: ``"combined"``, ``"json"``, or ``None`` to drop access records.
-        wall_clock: Timezone-aware "now" for access-log timestamps.
-        recorder: Receives every ``allocate_id`` result and every turn (time, event,
+        wall_clock: Wall-clock seconds since the Unix epoch, passed to the core on every
+            turn (``wall=``) and printed, in the local time zone, on access-log lines.
+        recorder: Receives every ``allocate_id`` result and every turn (both times, event,
             commands) for a replayable recording (see ``sansproxy_io.record``).
     """
 
@@ -174,7 +180,7 @@ class Runner:
         backend: Backend,
         *,
         access_log_format: str | None = "combined",
-        wall_clock: Callable[[], datetime] = lambda: datetime.now().astimezone(),
+        wall_clock: Callable[[], float] = time.time,
         recorder: TurnRecorder | None = None,
     ) -> None:
         self._core = core
@@ -182,6 +188,8 @@ class Runner:
         self._backend = backend
         self._access_log_format = access_log_format
         self._wall_clock = wall_clock
+        self._wall: float | None = None
+        """The wall time of the current (or latest) turn; ``None`` before the first."""
         self._recorder = recorder
         self._transports: dict[ConnId, Transport] = {}
         self._armed: float | None = None
@@ -282,6 +290,8 @@ class Runner:
     def apply(self, commands: Iterable[Command]) -> None:
         """Carry out ``commands`` in order; never blocks.
 
+        Access-log lines are stamped with the wall time of the latest turn.
+
         Raises:
             RuntimeError: A command names a connection that is not open.
         """
@@ -314,9 +324,9 @@ class Runner:
                     if self._access_log_format is not None and access_logger.isEnabledFor(
                         logging.INFO
                     ):
-                        line = format_record(
-                            command.record, self._wall_clock(), self._access_log_format
-                        )
+                        wall = self._wall_clock() if self._wall is None else self._wall
+                        when = datetime.fromtimestamp(wall, UTC).astimezone()
+                        line = format_record(command.record, when, self._access_log_format)
                         # One line per exchange: skip Logger.info's search of the stack
                         # for a caller, which an access line has no use for.
                         access_logger.handle(
@@ -345,15 +355,16 @@ class Runner:
         self._busy = True
         try:
             now = self._clock()
+            wall = self._wall = self._wall_clock()
             self._recent.append((now, event))
             try:
                 if event is None:
-                    commands = self._core.handle_timeout(now)
+                    commands = self._core.handle_timeout(now, wall=wall)
                 else:
-                    commands = self._core.handle(event, now)
+                    commands = self._core.handle(event, now, wall=wall)
             except Exception as error:
                 if self._recorder is not None:
-                    self._recorder.turn(now, event, [], raised=error)
+                    self._recorder.turn(now, event, [], wall=wall, raised=error)
                 # A bug in the core. One connection's misfortune must not take the
                 # server down: log the flight recorder so the run can be replayed,
                 # reset the connection the event was about, and keep serving.
@@ -369,7 +380,7 @@ class Runner:
                 commands = []
             else:
                 if self._recorder is not None:
-                    self._recorder.turn(now, event, commands)
+                    self._recorder.turn(now, event, commands, wall=wall)
             self.apply(commands)
         finally:
             self._busy = False

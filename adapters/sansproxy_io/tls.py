@@ -1,9 +1,10 @@
 """TLS contexts for listeners and upstreams, and the facts a handshake leaves behind.
 
 Server side: one :class:`ssl.SSLContext` per TLS listener (its certificate chain and key,
-TLS 1.2 or newer, ALPN ``http/1.1``). The SNI name a client asked for is only visible in the
-context's ``sni_callback``, which runs synchronously inside the task doing the handshake, so
-it is handed back through a context variable (:func:`capture_sni`).
+TLS 1.2 or newer, the ALPN offer of the listener's ``protocols``: ``h2`` then ``http/1.1``
+by default). The SNI name a client asked for is only visible in the context's
+``sni_callback``, which runs synchronously inside the task doing the handshake, so it is
+handed back through a context variable (:func:`capture_sni`).
 
 Client side: contexts keyed by (verify, CA file, ALPN). Verification is on unless an upstream
 says ``tls_verify = false``; then a warning is logged once per upstream at start-up.
@@ -33,7 +34,6 @@ __all__ = [
     "warn_unverified_upstreams",
 ]
 
-_SERVER_ALPN = ["http/1.1"]
 _sni_box: contextvars.ContextVar[list[str]] = contextvars.ContextVar("sansproxy_sni")
 
 
@@ -47,7 +47,7 @@ def server_context(listener: Listener) -> ssl.SSLContext:
         raise ValueError("listener has no certificate")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.set_alpn_protocols(_SERVER_ALPN)
+    context.set_alpn_protocols(list(listener.alpn))
     try:
         context.load_cert_chain(listener.certificate, listener.private_key)
     except (OSError, ssl.SSLError) as exc:

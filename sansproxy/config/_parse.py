@@ -12,6 +12,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Sequence
 from dataclasses import fields
+from typing import Any
 
 from sansproxy.config._pools import _upstreams
 from sansproxy.config._routes import _check_merged_slashes, _routes, _routing
@@ -27,6 +28,7 @@ from sansproxy.config._values import (
     _check_keys,
     _choice,
     _Invalid,
+    _non_negative_int,
     _parse_listen_address,
     _parse_network,
     _parse_server_url,
@@ -38,7 +40,9 @@ from sansproxy.config._values import (
 )
 from sansproxy.config.model import (
     LOOPS,
+    PROTOCOLS,
     HeaderPolicy,
+    Http2Settings,
     Limits,
     Listener,
     LogSettings,
@@ -63,10 +67,11 @@ _TOP_KEYS = (
     "timeouts",
     "limits",
     "headers",
+    "http2",
     "logging",
     "server",
 )
-_LISTENER_KEYS = ("address", "upstream", "certificate", "private_key")
+_LISTENER_KEYS = ("address", "upstream", "certificate", "private_key", "protocols")
 
 
 def parse_config(text: str, source: str = "<config>") -> ProxyConfig:
@@ -160,6 +165,7 @@ def _proxy_config(document: dict[str, object]) -> ProxyConfig:
         timeouts=timeouts,
         limits=_limits(document.get("limits", {})),
         headers=_headers(document.get("headers", {})),
+        http2=_http2(document.get("http2", {})),
         logging=_logging(document.get("logging", {})),
         server=_server(document.get("server", {})),
     )
@@ -225,9 +231,80 @@ def _listener(
         raise _Invalid(f"{path}.private_key", "required when certificate is set")
     if private_key is not None and certificate is None:
         raise _Invalid(f"{path}.certificate", "required when private_key is set")
+    protocols: tuple[str, ...] = ()
+    if "protocols" in table:
+        protocols = _protocols(table["protocols"], f"{path}.protocols", tls=certificate is not None)
     return Listener(
-        host=host, port=port, upstream=upstream, certificate=certificate, private_key=private_key
+        host=host,
+        port=port,
+        upstream=upstream,
+        certificate=certificate,
+        private_key=private_key,
+        protocols=protocols,
     )
+
+
+def _protocols(value: object, path: str, *, tls: bool) -> tuple[str, ...]:
+    """A listener's protocols: TLS ones are offered by ALPN in this order."""
+    items = _array(value, path)
+    if not items:
+        raise _Invalid(path, "at least one protocol is required")
+    protocols: list[str] = []
+    for index, item in enumerate(items):
+        item_path = f"{path}[{index}]"
+        name = _choice(item, item_path, PROTOCOLS)
+        if name in protocols:
+            raise _Invalid(item_path, f"{name!r} is listed twice")
+        if tls and name == "h2c":
+            raise _Invalid(item_path, "'h2c' is HTTP/2 without TLS; a TLS listener offers 'h2'")
+        if not tls and name == "h2":
+            raise _Invalid(
+                item_path,
+                "'h2' needs TLS (set certificate and private_key); for HTTP/2 without TLS "
+                "use 'h2c' (prior knowledge)",
+            )
+        protocols.append(name)
+    return tuple(protocols)
+
+
+_HTTP2_SIZES = (
+    "initial_window_size",
+    "connection_window_size",
+    "max_frame_size",
+    "max_header_list_size",
+    "stream_buffer",
+)
+_HTTP2_RATES = ("control_frame_rate", "reset_rate")
+_MAX_WINDOW = 2**31 - 1
+"""RFC 9113 §6.9.1: a flow-control window never exceeds 2^31-1 octets."""
+
+
+def _http2(value: object) -> Http2Settings:
+    table = _table(value, "http2")
+    _check_keys(table, "http2", [f.name for f in fields(Http2Settings)])
+    values: dict[str, Any] = {}
+    for name, item in table.items():
+        path = f"http2.{name}"
+        if name in _HTTP2_SIZES:
+            values[name] = _size(item, path, zero_allowed=False)
+        elif name in _HTTP2_RATES:
+            values[name] = _positive_number(item, path)
+        elif name == "header_table_size":  # 0 is valid: no dynamic table (RFC 7541 §4.2)
+            values[name] = _non_negative_int(item, path)
+        else:  # counts
+            values[name] = _positive_int(item, path)
+    settings = Http2Settings(**values)
+    if not 16 * 1024 <= settings.max_frame_size <= 16 * 1024 * 1024 - 1:
+        raise _Invalid("http2.max_frame_size", "must be from 16KiB to 16MiB - 1 (RFC 9113 §6.5.2)")
+    if settings.initial_window_size > _MAX_WINDOW:
+        raise _Invalid("http2.initial_window_size", "must be at most 2^31 - 1 bytes")
+    if settings.connection_window_size > _MAX_WINDOW:
+        raise _Invalid("http2.connection_window_size", "must be at most 2^31 - 1 bytes")
+    if settings.connection_window_size < 65535:
+        raise _Invalid(
+            "http2.connection_window_size", "must be at least 65535 bytes (the initial window)"
+        )
+    return settings
 
 
 def _timeouts(value: object) -> Timeouts:

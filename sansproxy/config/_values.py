@@ -151,6 +151,12 @@ def _positive_int(value: object, path: str) -> int:
     return value
 
 
+def _non_negative_int(value: object, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _Invalid(path, "must be a non-negative integer")
+    return value
+
+
 def _size(value: object, path: str, *, zero_allowed: bool) -> int:
     if isinstance(value, str):
         try:

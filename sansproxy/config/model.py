@@ -14,13 +14,24 @@ KIB = 1024
 MIB = 1024 * KIB
 
 
+PROTOCOLS = ("h2", "http/1.1", "h2c")
+"""What a listener may speak: ``h2`` and ``http/1.1`` offered by ALPN on TLS listeners,
+``http/1.1`` and ``h2c`` (HTTP/2 with prior knowledge) on cleartext ones."""
+
+TLS_PROTOCOLS = ("h2", "http/1.1")
+"""The default of a TLS listener, in ALPN preference order."""
+CLEARTEXT_PROTOCOLS = ("http/1.1",)
+"""The default of a cleartext listener."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Listener:
     """One address the proxy accepts clients on.
 
     ``certificate`` and ``private_key`` (both or neither) turn on TLS
     termination; they are paths the adapter loads, the core only learns
-    whether a listener is TLS (for ``X-Forwarded-Proto``).
+    whether a listener is TLS (for ``X-Forwarded-Proto``) and which protocol
+    the handshake chose.
     """
 
     host: str
@@ -29,11 +40,31 @@ class Listener:
     """Where requests that match no route go; ``None``: they get 404."""
     certificate: str | None = None
     private_key: str | None = None
+    protocols: tuple[str, ...] = ()
+    """What the listener speaks (:data:`PROTOCOLS`), on TLS the ALPN offer in order;
+    empty means the default of its kind (:data:`TLS_PROTOCOLS` or :data:`CLEARTEXT_PROTOCOLS`)."""
 
     @property
     def tls(self) -> bool:
         """Whether this listener terminates TLS (it has a certificate and key)."""
         return self.certificate is not None
+
+    @property
+    def speaks(self) -> tuple[str, ...]:
+        """The protocols in effect: the configured ones, or the default of the listener's kind."""
+        if self.protocols:
+            return self.protocols
+        return TLS_PROTOCOLS if self.tls else CLEARTEXT_PROTOCOLS
+
+    @property
+    def alpn(self) -> tuple[str, ...]:
+        """The ALPN protocols a TLS handshake offers, in order of preference."""
+        return tuple(p for p in self.speaks if p != "h2c")
+
+    @property
+    def h2c(self) -> bool:
+        """Whether cleartext clients may speak HTTP/2 with prior knowledge."""
+        return "h2c" in self.speaks
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,7 +181,9 @@ class Limits:
     """Size and count limits; exceeding one gets a clear HTTP error."""
 
     max_header_bytes: int = 16 * KIB
-    """Request head size (request line + headers); over it: 431."""
+    """Request head size as received, from the request line to the empty line that ends
+    the header section, line ends included; over it: 431. Also bounds a chunked body's
+    trailer section and each chunk-size line."""
     max_header_count: int = 100
     """Number of request header fields; over it: 431."""
     max_uri_bytes: int = 8 * KIB
@@ -185,6 +218,38 @@ class HeaderPolicy:
     """Replacement for the backend's Server header (``None`` removes it)."""
     hide_response_headers: tuple[str, ...] = ("server", "x-powered-by")
     """Response headers removed before a response reaches the client (lower case)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Http2Settings:
+    """HTTP/2 to clients: the SETTINGS the proxy advertises, and its defences."""
+
+    max_concurrent_streams: int = 100
+    """Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS)."""
+    initial_window_size: int = 256 * KIB
+    """Request bytes a client may send on one stream before the proxy reopens its window."""
+    connection_window_size: int = 1 * MIB
+    """Request bytes a client may send on all its streams before the windows are reopened."""
+    max_frame_size: int = 16 * KIB
+    """Largest frame payload the proxy accepts (SETTINGS_MAX_FRAME_SIZE, 16 KiB to 16 MiB)."""
+    max_header_list_size: int = 64 * KIB
+    """Largest header block (RFC 9113 size: names, values, 32 per field); past it, the
+    connection ends (ENHANCE_YOUR_CALM). ``limits.max_header_bytes`` still gives 431 below it."""
+    header_table_size: int = 4096
+    """HPACK dynamic table the client may make the proxy keep (SETTINGS_HEADER_TABLE_SIZE)."""
+    stream_buffer: int = 64 * KIB
+    """Response bytes kept per stream while the client's window is closed; past it, that
+    stream's backend is not read until the client opens the window again."""
+    control_frame_burst: int = 1000
+    """Control frames (SETTINGS, PING, PRIORITY, WINDOW_UPDATE, empty DATA, unknown types)
+    a client may send in a burst before the connection is ended as a flood."""
+    control_frame_rate: float = 100.0
+    """Control frames per second that refill the burst (plus one per DATA frame sent)."""
+    reset_burst: int = 100
+    """Streams a client may reset before their response is complete, in a burst (rapid
+    reset, CVE-2023-44487)."""
+    reset_rate: float = 10.0
+    """Such resets per second that refill the burst."""
 
 
 LOOPS = ("trio", "asyncio", "uvloop")
@@ -298,5 +363,6 @@ class ProxyConfig:
     timeouts: Timeouts = Timeouts()
     limits: Limits = Limits()
     headers: HeaderPolicy = HeaderPolicy()
+    http2: Http2Settings = Http2Settings()
     logging: LogSettings = LogSettings()
     server: ServerSettings = ServerSettings()

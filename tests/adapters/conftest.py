@@ -390,12 +390,36 @@ def tls_backend(tls_files: TlsFiles) -> Iterator[Backend]:
 # -- small helpers -------------------------------------------------------------
 
 
+def _running_in_ci() -> bool:
+    """``.ci/run`` (and CI services generally) set ``CI``; a developer's shell usually does not."""
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+def required_tool(name: str, package: str) -> str:
+    """The path of the command-line client ``name``.
+
+    Missing, it skips the test on a developer's machine but fails it in CI, where
+    ``.ci/run`` installs ``package``: a client that silently went missing must not turn
+    its tests into skips that nobody reads.
+    """
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (Debian package {package})"
+        if _running_in_ci():
+            pytest.fail(message + "; CI must install it (see .ci/run)")
+        pytest.skip(message)
+    return path
+
+
 @pytest.fixture
 def curl() -> str:
-    path = shutil.which("curl")
-    if path is None:
-        pytest.skip("curl is not installed")
-    return path
+    return required_tool("curl", "curl")
+
+
+@pytest.fixture
+def h2load() -> str:
+    """nghttp2's HTTP/2 load generator."""
+    return required_tool("h2load", "nghttp2-client")
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from sansproxy.commands import AccessLog, AccessRecord
 from sansproxy.events import ConnId, Event
+from sansproxy_io import runner as runner_module
 from sansproxy_io.accesslog import format_combined
 from sansproxy_io.runner import ACCESS_LOGGER, Runner
 
@@ -98,10 +99,10 @@ class _Core:
     def allocate_id(self) -> ConnId:
         return ConnId(1)
 
-    def handle(self, event: Event, now: float) -> list[AccessLog]:
+    def handle(self, event: Event, now: float, *, wall: float | None = None) -> list[AccessLog]:
         return [AccessLog(record=self.record)]
 
-    def handle_timeout(self, now: float) -> list[AccessLog]:
+    def handle_timeout(self, now: float, *, wall: float | None = None) -> list[AccessLog]:
         return [AccessLog(record=self.record)]
 
     def next_deadline(self) -> float | None:
@@ -122,19 +123,28 @@ class _Backend:
 def test_access_lines_are_records_of_the_access_logger(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    runner = Runner(_Core(_record(target="/50%")), lambda: 0.0, _Backend(), wall_clock=lambda: WHEN)  # type: ignore[arg-type]
+    runner = Runner(
+        _Core(_record(target="/50%")),  # type: ignore[arg-type]
+        lambda: 0.0,
+        _Backend(),  # type: ignore[arg-type]
+        wall_clock=WHEN.timestamp,
+    )
     with caplog.at_level(logging.INFO, logger=ACCESS_LOGGER):
         runner.on_timer()
     (record,) = caplog.records
     assert (record.name, record.levelno) == (ACCESS_LOGGER, logging.INFO)
-    assert record.getMessage() == format_combined(_record(target="/50%"), WHEN)
+    # The wall seconds are shown in the local time zone.
+    assert record.getMessage() == format_combined(_record(target="/50%"), WHEN.astimezone())
 
 
-def test_a_silenced_access_logger_costs_no_formatting(caplog: pytest.LogCaptureFixture) -> None:
-    def no_clock() -> datetime:
-        raise AssertionError("the wall clock was read for a line nobody logs")
+def test_a_silenced_access_logger_costs_no_formatting(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_formatting(*args: object) -> str:
+        raise AssertionError("a line nobody logs was formatted")
 
-    runner = Runner(_Core(_record()), lambda: 0.0, _Backend(), wall_clock=no_clock)  # type: ignore[arg-type]
+    monkeypatch.setattr(runner_module, "format_record", no_formatting)
+    runner = Runner(_Core(_record()), lambda: 0.0, _Backend(), wall_clock=WHEN.timestamp)  # type: ignore[arg-type]
     with caplog.at_level(logging.WARNING, logger=ACCESS_LOGGER):
         runner.on_timer()
     assert caplog.records == []

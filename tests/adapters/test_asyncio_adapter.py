@@ -129,11 +129,11 @@ class ScriptedCore:
         self.next_id += 1
         return ConnId(self.next_id - 1)
 
-    def handle(self, event: Event, now: float) -> list[Command]:
+    def handle(self, event: Event, now: float, *, wall: float | None = None) -> list[Command]:
         self.events.append(event)
         return self.respond(event)
 
-    def handle_timeout(self, now: float) -> list[Command]:
+    def handle_timeout(self, now: float, *, wall: float | None = None) -> list[Command]:
         self.events.append(None)
         return []
 

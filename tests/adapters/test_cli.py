@@ -101,6 +101,20 @@ def test_check_config_loads_certificates(
     assert err.startswith(f"{missing}: cannot load TLS certificate and key")
 
 
+def test_replaying_an_old_recording_format_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    header = {"format": "sansproxy-recording", "version": 1, "sansproxy": "unknown", "seed": 1}
+    old = write(tmp_path, json.dumps(header) + "\n", name="old.jsonl")
+    assert main(["replay", old]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"sansproxy replay: {old}: recording format version 1 cannot be replayed: "
+        "this sansproxy replays version 2 only (record the run again)\n"
+    )
+
+
 def test_quick_mode_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--upstream", "http://127.0.0.1:9000"]) == 2
     assert capsys.readouterr().err == "command line: --listen: at least one is required\n"

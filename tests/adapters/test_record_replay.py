@@ -29,6 +29,8 @@ import httpx
 import pytest
 from backend import Backend, RawClient
 
+from sansproxy_io.record import FORMAT_VERSION
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -157,14 +159,21 @@ def test_a_recorded_session_over_sockets_replays_exactly(
     if not records_on(adapter):
         pytest.skip(f"the {adapter} adapter does not take record= yet")
     record = tmp_path / "session.jsonl"
+    started = time.time()
     with proxy_process(adapter, config_text(backend, closed_port), record, tmp_path) as proxy:
         drive_traffic(*proxy.ports)
         proxy.proc.send_signal(signal.SIGTERM)
         assert proxy.proc.wait(STOP_TIMEOUT) == 0, proxy.stderr()
+    stopped = time.time()
     assert "Traceback" not in proxy.stderr()
 
     header, *steps, end = records_of(record)
     assert header["seed"] == 4242
+    assert header["version"] == FORMAT_VERSION
+    # Every turn carries the wall clock the adapter read for it (the system clock here).
+    turns = [step for step in steps if "t" in step]
+    assert turns
+    assert all(started <= step["w"] <= stopped for step in turns)
     assert header["config"]["source"].endswith("proxy.toml")
     assert end == {"end": {"turns": len(steps)}}
     events = {step["event"]["type"] for step in steps if "event" in step}

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import trio
@@ -47,6 +48,8 @@ class FakeCore:
 
     script: list[list[Command]] = field(default_factory=list)
     seen: list[tuple[float, Event | None]] = field(default_factory=list)
+    walls: list[float | None] = field(default_factory=list)
+    """The ``wall`` of each turn, in the order of :attr:`seen`."""
     deadlines: list[float | None] = field(default_factory=list)
     next_id: int = 1
     deadline: float | None = None
@@ -55,12 +58,14 @@ class FakeCore:
         self.next_id += 1
         return ConnId(self.next_id - 1)
 
-    def handle(self, event: Event, now: float) -> list[Command]:
+    def handle(self, event: Event, now: float, *, wall: float | None = None) -> list[Command]:
         self.seen.append((now, event))
+        self.walls.append(wall)
         return self.script.pop(0) if self.script else []
 
-    def handle_timeout(self, now: float) -> list[Command]:
+    def handle_timeout(self, now: float, *, wall: float | None = None) -> list[Command]:
         self.seen.append((now, None))
+        self.walls.append(wall)
         return self.script.pop(0) if self.script else []
 
     def next_deadline(self) -> float | None:
@@ -175,6 +180,127 @@ def test_reentrant_dispatch_is_refused() -> None:
     runner = Runner(core, lambda: 0.0, Reentrant())
     with pytest.raises(RuntimeError, match="re-entered"):
         runner.dispatch(ShutdownRequested())
+
+
+@dataclass
+class FakeWallClock:
+    """Hands out the scripted wall times in turn (the system clock may be set back)."""
+
+    times: list[float]
+    reads: int = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return self.times.pop(0)
+
+
+@dataclass
+class FakeRecorder:
+    turns: list[tuple[float, float, Event | None]] = field(default_factory=list)
+
+    def allocated(self, conn: ConnId) -> None:
+        pass
+
+    def turn(
+        self,
+        now: float,
+        event: Event | None,
+        commands: object,
+        *,
+        wall: float,
+        raised: BaseException | None = None,
+    ) -> None:
+        self.turns.append((now, wall, event))
+
+    def record_reload(self, config: object, *, text: str, source: str) -> None:
+        pass
+
+
+def test_every_turn_passes_the_wall_clock_to_the_core_and_the_recorder() -> None:
+    walls = [1_741_183_327.5, 1_741_183_328.0, 1_741_179_728.0, 1_741_179_729.25]
+    wall_clock = FakeWallClock(list(walls))
+    monotonic = iter([10.0, 11.0, 12.0, 13.0])
+    core, recorder = FakeCore(), FakeRecorder()
+    runner = Runner(
+        core,
+        lambda: next(monotonic),
+        FakeBackend(),
+        wall_clock=wall_clock,
+        recorder=recorder,  # type: ignore[arg-type]
+    )
+    runner.start()
+    client = runner.accept(FakeTransport(), listener=0, peer=("a", 1), local=("b", 2))
+    runner.dispatch(DataReceived(conn=client, data=b"x"))  # the clock was set back an hour
+    runner.on_timer()
+    assert core.walls == walls
+    assert [now for now, _ in core.seen] == [10.0, 11.0, 12.0, 13.0]
+    assert [(now, wall) for now, wall, _ in recorder.turns] == list(
+        zip([10.0, 11.0, 12.0, 13.0], walls, strict=True)
+    )
+    assert wall_clock.reads == 4  # once a turn, and only for a turn
+
+
+def test_a_core_failure_is_recorded_with_its_wall_time(caplog: pytest.LogCaptureFixture) -> None:
+    core, recorder = _RaisingCore(), FakeRecorder()
+    runner = Runner(
+        core,
+        lambda: 5.0,
+        FakeBackend(),
+        wall_clock=lambda: 1_741_183_327.0,
+        recorder=recorder,  # type: ignore[arg-type]
+    )
+    client = runner.accept(FakeTransport(), listener=0, peer=("a", 1), local=("b", 2))
+    with caplog.at_level(logging.CRITICAL, logger="sansproxy"):
+        runner.dispatch(DataReceived(conn=client, data=b"boom"))
+    assert recorder.turns[-1] == (5.0, 1_741_183_327.0, DataReceived(conn=client, data=b"boom"))
+
+
+def _access_record() -> AccessRecord:
+    return AccessRecord(
+        client=("10.0.0.1", 4000),
+        method="GET",
+        target="/",
+        http_version="1.1",
+        status=200,
+        request_bytes=0,
+        response_bytes=2,
+        upstream="127.0.0.1:9000",
+        duration=0.5,
+        upstream_ttfb=None,
+    )
+
+
+def test_access_lines_carry_the_wall_time_of_their_turn(caplog: pytest.LogCaptureFixture) -> None:
+    first = datetime(2025, 3, 5, 14, 2, 7, tzinfo=UTC)
+    second = datetime(2025, 3, 5, 13, 0, 0, tzinfo=UTC)  # the clock was set back
+    core = FakeCore(script=[[AccessLog(record=_access_record())]] * 2)
+    runner = Runner(
+        core,
+        lambda: 1.0,
+        FakeBackend(),
+        access_log_format="json",
+        wall_clock=FakeWallClock([first.timestamp(), second.timestamp()]),
+    )
+    with caplog.at_level(logging.INFO, logger="sansproxy.access"):
+        runner.dispatch(ShutdownRequested())
+        runner.dispatch(ShutdownRequested())
+    lines = [r.getMessage() for r in caplog.records if r.name == "sansproxy.access"]
+    assert lines == [
+        format_json(_access_record(), first.astimezone()),
+        format_json(_access_record(), second.astimezone()),
+    ]
+    assert core.walls == [first.timestamp(), second.timestamp()]
+
+
+def test_the_default_wall_clock_is_the_system_clock() -> None:
+    core = FakeCore()
+    runner = Runner(core, lambda: 1.0, FakeBackend())
+    before = time.time()
+    runner.start()
+    after = time.time()
+    [wall] = core.walls
+    assert wall is not None
+    assert before <= wall <= after
 
 
 def test_logs_and_access_logs(caplog: pytest.LogCaptureFixture) -> None:
@@ -400,10 +526,10 @@ _ = struct
 class _RaisingCore(FakeCore):
     """A core with a bug: it raises on one particular piece of data."""
 
-    def handle(self, event: Event, now: float) -> list[Command]:
+    def handle(self, event: Event, now: float, *, wall: float | None = None) -> list[Command]:
         if isinstance(event, DataReceived) and event.data == b"boom":
             raise ZeroDivisionError("a bug in the core")
-        return super().handle(event, now)
+        return super().handle(event, now, wall=wall)
 
 
 def test_a_core_bug_resets_one_connection_and_keeps_serving(

@@ -53,6 +53,7 @@ _REASONS = {
     502: b"Bad Gateway",
     503: b"Service Unavailable",
     504: b"Gateway Timeout",
+    505: b"HTTP Version Not Supported",
 }
 
 _LIMIT_FIELDS = frozenset(f.name for f in dataclasses.fields(Limits))

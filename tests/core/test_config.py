@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from sansproxy.config import (
     QUICK_UPSTREAM_NAME,
     HeaderPolicy,
+    Http2Settings,
     Limits,
     Listener,
     LogSettings,
@@ -24,6 +25,7 @@ from sansproxy.config import (
     Route,
     RoutingSettings,
     Server,
+    ServerSettings,
     Timeouts,
     Upstream,
     parse_config,
@@ -1131,13 +1133,20 @@ def test_every_key_is_documented() -> None:
         "timeouts": Timeouts,
         "limits": Limits,
         "headers": HeaderPolicy,
+        "http2": Http2Settings,
         "logging": LogSettings,
+        "server": ServerSettings,
     }
     for section, cls in sections.items():
         for f in fields(cls):
             assert f"`{section}.{f.name}`" in text, f"{section}.{f.name} is not documented"
-    for key in ("address", "upstream", "certificate", "private_key"):
-        assert f"`listeners[].{key}`" in text
+    for f in fields(ProxyConfig):  # the top-level table names every section
+        assert f"| `{f.name}` |" in text, f"top-level key {f.name} is not documented"
+    listener_keys = ["address"] + [
+        f.name for f in fields(Listener) if f.name not in ("host", "port")
+    ]
+    for key in listener_keys:
+        assert f"`listeners[].{key}`" in text, f"listeners[].{key} is not documented"
     for key in ("servers", "host_header", "tls_verify", "ca_file", "server_name"):
         assert f"`upstreams.<name>.{key}`" in text
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
 import json
 import logging
 import random
+import re
 from pathlib import Path
 from typing import Any, get_args
 
@@ -48,6 +50,7 @@ from sansproxy.events import (
     UpstreamFailed,
     Written,
 )
+from sansproxy_io import record as record_module
 from sansproxy_io.record import (
     FORMAT_VERSION,
     Recorder,
@@ -120,35 +123,52 @@ class FakeBackend:
 
 
 class Clock:
+    """The monotonic clock (call it) and the wall clock (:meth:`wall_clock`), both fake."""
+
     def __init__(self) -> None:
         self.now = 1000.0
+        self.wall = 1_741_183_327.0
+        self.walls_read: list[float] = []
 
     def __call__(self) -> float:
         return self.now
 
+    def advance(self, dt: float) -> None:
+        self.now += dt
+        self.wall += dt
+
+    def wall_clock(self) -> float:
+        self.walls_read.append(self.wall)
+        return self.wall
+
 
 def record_session(
-    stream: io.StringIO | None = None, *, seed: int = 7
+    stream: io.StringIO | None = None,
+    *,
+    seed: int = 7,
+    clock: Clock | None = None,
+    core_type: type[Proxy] = Proxy,
 ) -> tuple[str, Recorder, FakeBackend]:
     """Record a session: two keep-alive requests, an upload, a dead backend, a timeout."""
     stream = io.StringIO() if stream is None else stream
     recorder = Recorder(
         stream, config=CONFIG, config_text=TEXT, config_source="command line", seed=seed
     )
-    clock = Clock()
+    clock = Clock() if clock is None else clock
     backend = FakeBackend()
     runner = Runner(
-        Proxy(CONFIG, rng=random.Random(seed)),
+        core_type(CONFIG, rng=random.Random(seed)),
         clock,
         backend,
         access_log_format=None,
+        wall_clock=clock.wall_clock,
         recorder=recorder,
     )
     client_transport = FakeTransport()
     client = runner.accept(client_transport, listener=0, peer=CLIENT_PEER, local=LOCAL)
 
     def step(event: Event, dt: float = 0.01) -> None:
-        clock.now += dt
+        clock.advance(dt)
         runner.dispatch(event)
 
     def flush_writes() -> None:
@@ -168,6 +188,7 @@ def record_session(
     flush_writes()
     step(DataReceived(conn=first.conn, data=b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"))
     flush_writes()
+    clock.wall -= 3600.0  # the system clock is set back an hour: only the wall clock jumps
     # 2. An upload on the same client connection goes to the second server, which fails.
     body = bytes(range(256)) * 8
     head = b"POST /up HTTP/1.1\r\nHost: example\r\ncontent-length: %d\r\n\r\n" % len(body)
@@ -186,7 +207,7 @@ def record_session(
     for _ in range(5):
         if backend.deadline is None or not runner.is_open(client):
             break
-        clock.now = backend.deadline + 0.001
+        clock.advance(backend.deadline + 0.001 - clock.now)
         runner.on_timer()
     assert not runner.is_open(client)
     # 4. Shut down.
@@ -249,9 +270,132 @@ def test_the_recording_holds_every_kind_of_step(recording: str) -> None:
     } <= kinds
     assert any(step.get("timeout") for step in steps)
     assert all(isinstance(step["t"], float) for step in steps if "allocate" not in step)
+    assert all(isinstance(step["w"], float) for step in steps if "allocate" not in step)
     sends = [c for step in steps for c in step.get("commands", []) if c["type"] == "Send"]
     assert sends
     assert all(set(send["data"]) == {"len", "sha256"} for send in sends)
+
+
+def timed_steps(text: str) -> list[dict[str, Any]]:
+    """The event and timer-turn lines of a recording (not allocations, header or end)."""
+    return [record for record in records(text)[1:] if "t" in record]
+
+
+def test_every_turn_records_the_wall_time_the_core_was_given() -> None:
+    clock = Clock()
+    text, _, _ = record_session(clock=clock)
+    steps = timed_steps(text)
+    assert [step["w"] for step in steps] == clock.walls_read
+    assert len(steps) == len(clock.walls_read)
+    # The clock was set back during the session: monotonic time went on, wall time did not.
+    jumps = [(a, b) for a, b in itertools.pairwise(steps) if b["w"] < a["w"]]
+    assert len(jumps) == 1
+    assert jumps[0][1]["t"] > jumps[0][0]["t"]
+
+
+def build_replay_cores(monkeypatch: pytest.MonkeyPatch, core_type: type[Proxy]) -> list[Any]:
+    """Make the replayer build ``core_type`` cores; the list fills with those it builds."""
+    built: list[Any] = []
+
+    def build(config: Any, *, rng: random.Random) -> Proxy:
+        core = core_type(config, rng=rng)
+        built.append(core)
+        return core
+
+    monkeypatch.setattr(record_module, "Proxy", build)
+    return built
+
+
+class TimesSeen(Proxy):
+    """A real core that notes the times of every turn it is given."""
+
+    def __init__(self, config: Any, *, rng: random.Random) -> None:
+        super().__init__(config, rng=rng)
+        self.times: list[tuple[float, float | None]] = []
+
+    def handle(self, event: Event, now: float, *, wall: float | None = None) -> list[Command]:
+        self.times.append((now, wall))
+        return super().handle(event, now, wall=wall)
+
+    def handle_timeout(self, now: float, *, wall: float | None = None) -> list[Command]:
+        self.times.append((now, wall))
+        return super().handle_timeout(now, wall=wall)
+
+
+class EchoesWall(Proxy):
+    """A core whose commands depend on the wall time, as an HTTP cache's will."""
+
+    def handle(self, event: Event, now: float, *, wall: float | None = None) -> list[Command]:
+        return [*super().handle(event, now, wall=wall), Log(level="debug", message=f"{wall!r}")]
+
+    def handle_timeout(self, now: float, *, wall: float | None = None) -> list[Command]:
+        return [*super().handle_timeout(now, wall=wall), Log(level="debug", message=f"{wall!r}")]
+
+
+def with_wall(text: str, turn: int, wall: float) -> list[str]:
+    """The recording's lines with turn ``turn``'s recorded wall time replaced by ``wall``."""
+    lines = lines_of(text)
+    record = json.loads(lines[turn])
+    record["w"] = wall
+    lines[turn] = json.dumps(record) + "\n"
+    return lines
+
+
+def test_a_replay_gives_the_core_the_recorded_wall_times(
+    recording: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built = build_replay_cores(monkeypatch, TimesSeen)
+    assert replay_lines(lines_of(recording)).identical
+    [core] = built
+    assert core.times == [(step["t"], step["w"]) for step in timed_steps(recording)]
+
+
+def test_a_changed_wall_time_reaches_the_core_and_differs_only_if_its_commands_do(
+    recording: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    turn = first_turn(recording, lambda r: r.get("event", {}).get("type") == "DataReceived")
+    tampered = with_wall(recording, turn, 86_400.5)
+    # The core as it is: it took the changed wall time, and its commands did not change.
+    built = build_replay_cores(monkeypatch, TimesSeen)
+    assert replay_lines(tampered).identical
+    assert (records(recording)[turn]["t"], 86_400.5) in built[0].times
+    # A core whose commands follow the wall time reports the change at that turn.
+    text = record_session(core_type=EchoesWall)[0]
+    assert first_turn(text, lambda r: r.get("event", {}).get("type") == "DataReceived") == turn
+    build_replay_cores(monkeypatch, EchoesWall)
+    assert replay_lines(lines_of(text)).identical
+    result = replay_lines(with_wall(text, turn, 86_400.5))
+    assert not result.identical
+    assert result.turns == turn
+    assert result.first_difference is not None
+    assert f'expected: Log(level="debug", message="{records(text)[turn]["w"]!r}"' in (
+        result.first_difference
+    )
+    assert 'actual:   Log(level="debug", message="86400.5"' in result.first_difference
+
+
+def test_a_turn_without_its_wall_time_is_an_error(recording: str) -> None:
+    turn = first_turn(recording, lambda r: r.get("timeout") is True)
+    lines = lines_of(recording)
+    record = json.loads(lines[turn])
+    del record["w"]
+    lines[turn] = json.dumps(record) + "\n"
+    with pytest.raises(RecordingError, match=rf"^rec\.jsonl: line {turn + 1}: no wall time 'w'$"):
+        replay_lines(lines, name="rec.jsonl")
+
+
+def test_the_documented_example_is_a_recording_of_this_version() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "record-replay.md").read_text()
+    [example] = re.findall(r"## The file format .*?```json\n(.*?)```", page, re.S)
+    header, *steps, end = records(example)
+    assert f"## The file format (version {FORMAT_VERSION})" in page
+    assert header["version"] == FORMAT_VERSION
+    assert end == {"end": {"turns": len(steps)}}
+    for step in steps:
+        if "allocate" not in step:
+            assert isinstance(step["t"], float)
+            assert isinstance(step["w"], float)
+            assert "event" in step or step["timeout"] is True
 
 
 def test_the_seed_and_recorder_count_are_recorded() -> None:
@@ -289,13 +433,91 @@ def test_a_corrupt_line_before_the_last_is_an_error(recording: str) -> None:
         replay_lines(lines, name="rec.jsonl")
 
 
-def test_another_format_version_is_refused(recording: str) -> None:
+@pytest.mark.parametrize(
+    ("version", "recorded_by", "message"),
+    [
+        (
+            FORMAT_VERSION + 1,
+            "9.9.9",
+            "rec.jsonl: recording format version 3 cannot be replayed: this sansproxy replays "
+            "version 2 only (replay it with sansproxy 9.9.9, which recorded it)",
+        ),
+        (
+            FORMAT_VERSION + 1,
+            "unknown",
+            "rec.jsonl: recording format version 3 cannot be replayed: this sansproxy replays "
+            "version 2 only",
+        ),
+        (
+            None,
+            "9.9.9",
+            "rec.jsonl: recording format version None cannot be replayed: this sansproxy "
+            "replays version 2 only",
+        ),
+    ],
+)
+def test_another_format_version_is_refused(
+    recording: str, version: int | None, recorded_by: str, message: str
+) -> None:
     lines = lines_of(recording)
     header = json.loads(lines[0])
-    header["version"] = FORMAT_VERSION + 1
+    header["version"] = version
+    header["sansproxy"] = recorded_by
     lines[0] = json.dumps(header) + "\n"
-    with pytest.raises(RecordingError, match=r"format version 2 is not supported"):
+    with pytest.raises(RecordingError) as raised:
         replay_lines(lines, name="rec.jsonl")
+    assert str(raised.value) == message
+
+
+def version_1_recording(recorded_by: str) -> str:
+    """A recording as sansproxy wrote it before the wall clock: no ``w`` on its turns."""
+    header = {
+        "format": "sansproxy-recording",
+        "version": 1,
+        "sansproxy": recorded_by,
+        "seed": 7,
+        "worker": None,
+        "recorded_at": "2025-03-05T14:02:07+00:00",
+        "config": {"source": "command line", "text": TEXT},
+    }
+    accepted = encode_event(
+        ConnectionAccepted(conn=ConnId(1), listener=0, peer=CLIENT_PEER, local=LOCAL)
+    )
+    steps = [{"allocate": 1}, {"t": 1000.0, "event": accepted, "commands": []}]
+    lines = [header, *steps, {"end": {"turns": len(steps)}}]
+    return "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("recorded_by", "advice"),
+    [
+        ("unknown", "record the run again"),
+        ("0.0.1", "replay it with sansproxy 0.0.1, which recorded it, or record the run again"),
+    ],
+)
+def test_a_version_1_recording_is_refused_in_one_line_with_status_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], recorded_by: str, advice: str
+) -> None:
+    path = tmp_path / "old.jsonl"
+    path.write_text(version_1_recording(recorded_by))
+    assert replay_main([str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"sansproxy replay: {path}: recording format version 1 cannot be replayed: "
+        f"this sansproxy replays version 2 only ({advice})\n"
+    )
+
+
+def test_a_version_1_recording_would_replay_but_for_its_version() -> None:
+    # The refusal is about the version alone: the same steps with "w" and version 2 replay.
+    header, *steps = records(version_1_recording("unknown"))
+    header["version"] = FORMAT_VERSION
+    for step in steps:
+        if "t" in step:
+            step["w"] = 0.0
+    text = "".join(json.dumps(line) + "\n" for line in [header, *steps])
+    assert replay_lines(lines_of(text)).identical
 
 
 @pytest.mark.parametrize("first_line", ["", "{}\n", "not json\n", '{"format": "sansproxy-r'])
@@ -397,7 +619,7 @@ def test_a_core_failure_is_recorded_and_replayed() -> None:
     bogus = DataReceived(conn=ConnId(42), data=b"x")
     with pytest.raises(UsageError) as raised:
         proxy.handle(bogus, 1.0)
-    recorder.turn(1.0, bogus, [], raised=raised.value)
+    recorder.turn(1.0, bogus, [], wall=1_741_183_327.0, raised=raised.value)
     recorder.close()
     assert records(stream.getvalue())[1]["raised"].startswith("UsageError: ")
     assert replay_lines(lines_of(stream.getvalue())).identical
@@ -453,7 +675,7 @@ def test_a_reload_without_its_text_stops_the_replay_clearly(
     recorder = Recorder(stream, config=CONFIG, config_text=TEXT, config_source="x", seed=1)
     event = ConfigReloaded(config=parse_config(reload_text()))
     with caplog.at_level(logging.WARNING, logger="sansproxy"):
-        recorder.turn(1.0, event, [])
+        recorder.turn(1.0, event, [], wall=1_741_183_327.0)
     assert "record_reload was not called" in caplog.text
     recorder.close()
     with pytest.raises(RecordingError, match=r"Recorder\.record_reload"):
@@ -698,7 +920,7 @@ def test_turns_flush_about_once_a_second() -> None:
     stream = CountingStream()
     recorder = Recorder(stream, config=CONFIG, config_text=TEXT, config_source="x", seed=1)
     for tenth in range(31):
-        recorder.turn(100.0 + tenth / 10, None, [])
+        recorder.turn(100.0 + tenth / 10, None, [], wall=1_741_183_327.0 + tenth / 10)
     assert 2 <= stream.flushes <= 3
     recorder.close()
 

@@ -4,7 +4,10 @@ A :class:`RequestSpec` or :class:`ResponseSpec` describes one message as the
 peer sends it; :func:`serialize_request` turns a spec into the bytes an h11
 client writes, :func:`reply_of` into what a fake backend's handler returns.
 :class:`Scenario` is a random script of client and backend actions that
-:func:`play` runs on a fresh :class:`~tests.simnet.SimNet`.
+:func:`play` runs on a fresh :class:`~tests.simnet.SimNet`; its ``protocol``
+says whether the clients speak HTTP/1.1 or HTTP/2 (:data:`h2_scenarios` adds the
+actions only HTTP/2 has: streams left open and finished later, stream resets,
+GOAWAY from the client, PINGs, a client that stops opening its windows).
 """
 
 from __future__ import annotations
@@ -16,17 +19,20 @@ from dataclasses import dataclass, field
 import h11
 from hypothesis import strategies as st
 
-from sansproxy.config import Limits, Timeouts
+from sansproxy.config import Http2Settings, Limits, Timeouts
 from tests.simnet import (
     Chunker,
+    ClientProtocol,
     FakeBackend,
     FakeClient,
+    FakeH2Client,
     Handler,
     HeaderPairs,
     Reply,
     SimNet,
     cycling,
-    simple_config,
+    protocol_config,
+    simple_config,  # noqa: F401 - the suites import it from here
     whole,
 )
 
@@ -40,6 +46,15 @@ SMALL_LIMITS = Limits(
 )
 """Watermarks (and a head limit, which is part of the buffer bound) small enough that
 a few kilobytes of body exercise backpressure."""
+
+SMALL_HTTP2 = Http2Settings(
+    max_concurrent_streams=8,
+    initial_window_size=4096,
+    connection_window_size=65535,
+    stream_buffer=4096,
+)
+"""Windows and a stream buffer small enough that a few kilobytes of body cross them,
+and few enough streams that :attr:`~tests.simnet.SimNet.h2_buffer_bound` is tight."""
 
 SHORT_TIMEOUTS = Timeouts(
     client_header=5.0,
@@ -145,6 +160,17 @@ def chunkers() -> st.SearchStrategy[tuple[int, ...]]:
     return st.lists(sizes, min_size=1, max_size=8).map(tuple)
 
 
+def coarse_chunkers() -> st.SearchStrategy[tuple[int, ...]]:
+    """Piece sizes of at least 50 bytes, for properties that move tens of kilobytes.
+
+    Byte-by-byte delivery of such bodies over HTTP/2 costs a DATA frame and a
+    ``Written`` per byte, seconds per example; splits down to single bytes are
+    the rechunking properties' job, on small messages.
+    """
+    sizes = st.one_of(st.integers(50, 1000), st.integers(1001, 70_000))
+    return st.lists(sizes, min_size=1, max_size=8).map(tuple)
+
+
 def serialize_request(spec: RequestSpec) -> bytes:
     """The bytes an h11 client writes for ``spec`` (framing headers added)."""
     conn = h11.Connection(h11.CLIENT)
@@ -180,8 +206,28 @@ def replying(specs: Sequence[ResponseSpec]) -> Handler:
     return handle
 
 
-def send_spec(client: FakeClient, spec: RequestSpec, headers: HeaderPairs = ()) -> None:
-    """Send ``spec`` from an h11 client (``headers`` are added to the spec's)."""
+def send_spec(
+    client: FakeClient | FakeH2Client,
+    spec: RequestSpec,
+    headers: HeaderPairs = (),
+    *,
+    end: bool = True,
+) -> None:
+    """Send ``spec`` from a client (``headers`` are added to the spec's).
+
+    On HTTP/2, ``chunked`` means "no content-length", and ``end=False`` leaves
+    the stream open after the body (see the ``finish`` step).
+    """
+    if isinstance(client, FakeH2Client):
+        client.request(
+            spec.method,
+            spec.target,
+            headers=[*spec.headers, *headers],
+            body=list(spec.pieces),
+            chunked=spec.chunked,
+            end=end,
+        )
+        return
     client.request(
         spec.method,
         spec.target,
@@ -217,6 +263,7 @@ class Scenario:
     response: ResponseSpec = field(
         default_factory=lambda: ResponseSpec(200, (), (b"ok",), chunked=False)
     )
+    protocol: ClientProtocol = "http/1.1"
 
 
 def steps(methods: Sequence[str]) -> st.SearchStrategy[Step]:
@@ -260,19 +307,54 @@ scenario_responses = st.one_of(
 )
 
 
-def scenarios_of(methods: Sequence[str]) -> st.SearchStrategy[Scenario]:
+def h2_steps(methods: Sequence[str]) -> st.SearchStrategy[Step]:
+    """One step of an HTTP/2 scenario: the HTTP/1.1 steps and the HTTP/2-only ones.
+
+    A ``request`` step with ``flag`` set leaves its stream open (no END_STREAM);
+    ``finish`` ends one such stream; ``reset`` cancels a stream still waiting;
+    ``goaway`` and ``ping`` are the client's frames; ``windows`` flips whether a
+    client reopens its windows.
+    """
+    request_steps = st.builds(
+        Step,
+        kind=st.just("request"),
+        who=st.integers(0, 3),
+        request=requests(methods),
+        flag=st.booleans(),
+    )
+    http2_only = st.builds(
+        Step,
+        kind=st.sampled_from(["finish", "finish", "reset", "reset", "goaway", "ping", "windows"]),
+        who=st.integers(0, 7),
+    )
+    return st.one_of(steps(methods), request_steps, request_steps, http2_only, http2_only)
+
+
+def scenarios_of(
+    methods: Sequence[str], protocols: Sequence[ClientProtocol] = ("http/1.1",)
+) -> st.SearchStrategy[Scenario]:
+    http2 = "http/1.1" not in protocols
     return st.builds(
         Scenario,
-        steps=st.lists(steps(methods), max_size=30).map(tuple),
-        client_sizes=chunkers(),
-        backend_sizes=chunkers(),
-        read_size=st.sampled_from([16, 512, 4096, 65536]),
+        # HTTP/2 scenarios start with a few steps: a stream alone shows little.
+        steps=st.lists(
+            h2_steps(methods) if http2 else steps(methods), min_size=4 if http2 else 0, max_size=30
+        ).map(tuple),
+        # HTTP/2: each backend read becomes a DATA frame, each client read a Written; a
+        # 12 KB response a byte at a time costs tens of seconds (coarse_chunkers).
+        client_sizes=coarse_chunkers() if http2 else chunkers(),
+        backend_sizes=coarse_chunkers() if http2 else chunkers(),
+        read_size=st.sampled_from([512, 4096, 65536] if http2 else [16, 512, 4096, 65536]),
         response=scenario_responses,
+        protocol=st.sampled_from(protocols),
     )
 
 
 scenarios = scenarios_of(NO_HEAD)
 scenarios_with_head = scenarios_of(ALL_METHODS)
+h2_scenarios = scenarios_of(ALL_METHODS, ("h2", "h2c"))
+"""HTTP/2 clients (over TLS or h2c), HEAD included: on HTTP/2 a HEAD's answer needs
+no special parsing."""
 
 HEAD_TO_DEAD_BACKENDS = Scenario(
     steps=(
@@ -290,13 +372,20 @@ class World:
 
     net: SimNet
     backends: list[FakeBackend]
-    clients: list[FakeClient]
+    clients: list[FakeClient | FakeH2Client]
     client_chunker: Chunker = whole
+    protocol: ClientProtocol = "http/1.1"
 
 
 def build(scenario: Scenario, *, seed: int = 0) -> World:
     """A fresh network for ``scenario``: two backends, small limits, short timeouts."""
-    config = simple_config(BACKENDS, limits=SMALL_LIMITS, timeouts=SHORT_TIMEOUTS)
+    config = protocol_config(
+        scenario.protocol,
+        BACKENDS,
+        limits=SMALL_LIMITS,
+        timeouts=SHORT_TIMEOUTS,
+        http2=SMALL_HTTP2,
+    )
     net = SimNet(config, seed=seed, read_size=scenario.read_size)
     handler = replying([scenario.response])
     backends = []
@@ -304,7 +393,7 @@ def build(scenario: Scenario, *, seed: int = 0) -> World:
         backend = net.add_backend(host, port, handler)
         backend.chunker = cycling(scenario.backend_sizes)
         backends.append(backend)
-    return World(net, backends, [], cycling(scenario.client_sizes))
+    return World(net, backends, [], cycling(scenario.client_sizes), scenario.protocol)
 
 
 def play(scenario: Scenario, *, seed: int = 0) -> World:
@@ -339,16 +428,38 @@ def apply_step(world: World, step: Step) -> None:
         if step.who < len(idle):
             client = idle[step.who]
         elif len(world.clients) < 6:
-            client = net.client(chunker=world.client_chunker)
+            client = net.connect(world.protocol, chunker=world.client_chunker)
             world.clients.append(client)
         else:
             return
         assert step.request is not None
-        send_spec(client, step.request)
+        send_spec(client, step.request, end=not step.flag)
+        return
+    if step.kind in ("finish", "reset"):
+        streams = [
+            (c, s)
+            for c in clients
+            if isinstance(c, FakeH2Client)
+            for s in c.streams.values()
+            if s.outcome is None and (step.kind == "reset" or not s.ended)
+        ]
+        if streams:
+            h2_client, stream = streams[step.who % len(streams)]
+            if step.kind == "finish":
+                h2_client.end_stream(stream.stream_id)
+            else:
+                h2_client.reset_stream(stream.stream_id)
         return
     if not clients:
         return
     client = clients[step.who % len(clients)]
+    if isinstance(client, FakeH2Client):
+        if step.kind == "goaway":
+            client.goaway()
+        elif step.kind == "ping":
+            client.ping()
+        elif step.kind == "windows":
+            client.acknowledge = not client.acknowledge
     if step.kind == "abort":
         client.abort()
     elif step.kind == "close":
@@ -363,6 +474,8 @@ def wind_down(world: World) -> None:
     """Let every client read, close every client, and let time run out."""
     for client in world.clients:
         client.reading = True
+        if isinstance(client, FakeH2Client):
+            client.acknowledge = True
         if not client.closed:
             client.close()
     world.net.quiesce()

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.properties._strategies import header_values, simple_config, tokens
-from tests.simnet import Reply, SimNet, cycling
+from tests.simnet import ClientProtocol, Reply, SimNet, cycling, protocol_config
 
 hop_names = st.lists(tokens.map(lambda t: "x-hop-" + t), max_size=4, unique=True)
 e2e_names = st.lists(tokens.map(lambda t: "x-e2e-" + t), min_size=1, max_size=3, unique=True)
@@ -111,3 +111,55 @@ def test_hop_by_hop_headers_never_cross(
     assert response.body == b"hello"
     assert_no_hop_by_hop(response.headers, response_headers, RESPONSE_STANDARD)
     assert response.header(b"upgrade") is None
+
+
+@given(
+    protocol=st.sampled_from(["h2", "h2c"]),
+    request_e2e=st.lists(
+        st.tuples(tokens.map(lambda t: "x-e2e-" + t), header_values),
+        min_size=1,
+        max_size=3,
+        unique_by=lambda h: h[0],
+    ),
+    response_headers=header_sets(RESPONSE_STANDARD),
+    response_chunked=st.booleans(),
+    sizes=st.lists(st.integers(1, 40), min_size=1, max_size=4),
+)
+def test_hop_by_hop_headers_never_reach_an_http2_client(
+    *,
+    protocol: ClientProtocol,
+    request_e2e: list[tuple[str, str]],
+    response_headers: list[tuple[str, str]],
+    response_chunked: bool,
+    sizes: list[int],
+) -> None:
+    """RFC 9113 §8.2.2: an HTTP/2 message carries no connection-specific field at all.
+
+    The backend's hop-by-hop fields (and whatever its Connection names) are
+    stripped before the response becomes HEADERS; the client's h2 would refuse
+    the response otherwise (connection-specific fields are malformed, and
+    :meth:`SimNet.check` reports it). The request direction has nothing to strip
+    (an HTTP/2 request with such a field is malformed and reset): its
+    end-to-end fields must arrive unchanged, with ``te: trailers`` allowed.
+    """
+    net = SimNet(protocol_config(protocol), chunker=cycling(sizes))
+
+    def handler(head: h11.Request, body: bytes) -> Reply:
+        framing = ("transfer-encoding", "chunked") if response_chunked else ("content-length", "5")
+        return 200, [*response_headers, framing], [b"hello"]
+
+    backend = net.add_backend("10.0.0.1", 80, handler)
+    client = net.h2_client()
+    client.request("POST", "/", headers=[*request_e2e, ("te", "trailers")], body=b"body")
+    net.run()
+    net.check()
+    (request,) = backend.requests
+    assert request.body == b"body"
+    e2e = [(n.encode(), v.encode()) for n, v in request_e2e]
+    assert [(n, v) for n, v in request.headers if n.startswith(b"x-e2e-")] == e2e
+    assert request.header(b"te") in (None, b"trailers")
+    (response,) = client.responses
+    assert response.body == b"hello"
+    assert_no_hop_by_hop(response.headers, response_headers, RESPONSE_STANDARD)
+    names = {name for name, _ in response.headers}
+    assert not names & {b"connection", b"upgrade", b"transfer-encoding"}

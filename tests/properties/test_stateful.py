@@ -1,7 +1,8 @@
 """Property (f): a hypothesis state machine over the simulated network.
 
 Rules: a client sends a request (GET, or POST with a body; HEAD too in
-:class:`HeadProxyMachine`), a client aborts,
+:class:`HeadProxyMachine`; on HTTP/2 streams of one connection in
+:class:`Http2ProxyMachine`, which can also reset a stream or send GOAWAY), a client aborts,
 a client stalls or resumes reading, a backend stalls or resumes reading, a
 backend answers a held request, a backend dies (idle, or part-way through a
 response), virtual time passes.
@@ -35,8 +36,17 @@ from hypothesis.stateful import (
     rule,
 )
 
-from tests.properties._strategies import BACKENDS, SHORT_TIMEOUTS, SMALL_LIMITS
-from tests.simnet import FakeBackend, FakeClient, Reply, SimNet, simple_config
+from tests.properties._strategies import BACKENDS, SHORT_TIMEOUTS, SMALL_HTTP2, SMALL_LIMITS
+from tests.simnet import (
+    ClientProtocol,
+    FakeBackend,
+    FakeClient,
+    FakeH2Client,
+    ReceivedResponse,
+    Reply,
+    SimNet,
+    protocol_config,
+)
 
 READ_SIZE = 1024
 MAX_CLIENTS = 5
@@ -53,17 +63,25 @@ def unreachable_handler(request: h11.Request, body: bytes) -> Reply:
 class ProxyMachine(RuleBasedStateMachine):
     HEAD = False
     """Whether clients send HEAD requests (see :class:`HeadProxyMachine`)."""
+    PROTOCOL: ClientProtocol = "http/1.1"
+    """What the clients speak (see :class:`Http2ProxyMachine`)."""
 
     def __init__(self) -> None:
         super().__init__()
-        config = simple_config(BACKENDS, limits=SMALL_LIMITS, timeouts=SHORT_TIMEOUTS)
+        config = protocol_config(
+            self.PROTOCOL,
+            BACKENDS,
+            limits=SMALL_LIMITS,
+            timeouts=SHORT_TIMEOUTS,
+            http2=SMALL_HTTP2,
+        )
         self.net = SimNet(config, read_size=READ_SIZE)
         self.backends: list[FakeBackend] = []
         for host, port in BACKENDS:
             backend = self.net.add_backend(host, port, unreachable_handler)
             backend.hold = True
             self.backends.append(backend)
-        self.clients: list[FakeClient] = []
+        self.clients: list[FakeClient | FakeH2Client] = []
         self.targets: dict[int, list[str]] = {}  # client conn -> targets, in order
         self.sent_bodies: dict[str, bytes] = {}
         self.replied_bodies: dict[str, bytes] = {}
@@ -71,8 +89,21 @@ class ProxyMachine(RuleBasedStateMachine):
 
     # -- helpers --
 
-    def live_clients(self) -> list[FakeClient]:
+    def live_clients(self) -> list[FakeClient | FakeH2Client]:
         return [c for c in self.clients if not c.closed]
+
+    def answered(self, client: FakeClient | FakeH2Client) -> list[tuple[str, ReceivedResponse]]:
+        """(target, complete response) pairs of ``client``'s requests."""
+        targets = self.targets.get(client.conn, [])
+        if isinstance(client, FakeH2Client):
+            # One stream per request, in the order they were sent.
+            return [
+                (target, stream.response)
+                for target, stream in zip(targets, client.streams.values(), strict=True)
+                if stream.response is not None and stream.response.complete
+            ]
+        finished = [r for r in client.responses if r.complete]
+        return list(zip(targets, finished, strict=False))
 
     def held(self) -> list[tuple[FakeBackend, int]]:
         return [(b, i) for b in self.backends for i in range(len(b.held))]
@@ -98,7 +129,7 @@ class ProxyMachine(RuleBasedStateMachine):
         if which < len(idle):
             client = idle[which]
         elif len(self.clients) < MAX_CLIENTS:
-            client = self.net.client()
+            client = self.net.connect(self.PROTOCOL)
             self.clients.append(client)
         else:
             return
@@ -181,7 +212,9 @@ class ProxyMachine(RuleBasedStateMachine):
 
     @invariant()
     def buffers_are_bounded(self) -> None:
-        assert self.net.max_unwritten() <= self.net.buffer_bound
+        assert self.net.max_unwritten(http2=False) <= self.net.buffer_bound
+        assert self.net.max_unwritten(http2=True) <= self.net.h2_buffer_bound
+        assert self.net.max_unwritten_data() <= self.net.h2_data_bound
 
     @invariant()
     def each_request_ends_at_most_once(self) -> None:
@@ -193,9 +226,7 @@ class ProxyMachine(RuleBasedStateMachine):
     @invariant()
     def responses_go_to_their_requests(self) -> None:
         for client in self.clients:
-            targets = self.targets.get(client.conn, [])
-            finished = [r for r in client.responses if r.complete]
-            for target, response in zip(targets, finished, strict=False):
+            for target, response in self.answered(client):
                 echoed = response.header(b"x-echo-target")
                 if echoed is None:
                     continue  # the proxy's own error response
@@ -246,7 +277,7 @@ class HeadProxyMachine(ProxyMachine):
     def head_to_dead_backends(self) -> None:
         for backend in self.backends:
             backend.refuse = True
-        client = self.net.client()
+        client = self.net.connect(self.PROTOCOL)
         self.clients.append(client)
         self.targets[client.conn] = ["/head"]
         self.sent_bodies["/head"] = b""
@@ -257,3 +288,44 @@ class HeadProxyMachine(ProxyMachine):
 
 
 TestHeadProxyMachine = HeadProxyMachine.TestCase
+
+
+class Http2ProxyMachine(ProxyMachine):
+    """The same machine with HTTP/2 clients: several streams in flight per connection.
+
+    The backends answer held requests in any order, so responses come back out
+    of order on one connection, and every one must still reach its own stream.
+    Two more rules: a client resets one of its streams still waiting, and a
+    client sends GOAWAY (the proxy then ends that connection at once).
+    """
+
+    PROTOCOL = "h2"
+
+    def waiting_streams(self) -> list[tuple[FakeH2Client, int]]:
+        return [
+            (c, number)
+            for c in self.live_clients()
+            if isinstance(c, FakeH2Client)
+            for number, stream in c.streams.items()
+            if stream.outcome is None
+        ]
+
+    @precondition(lambda self: self.waiting_streams())
+    @rule(which=st.integers(0, 20))
+    def client_resets_a_stream(self, which: int) -> None:
+        streams = self.waiting_streams()
+        client, number = streams[which % len(streams)]
+        client.reset_stream(number)
+        self.net.run()
+
+    @precondition(lambda self: self.live_clients())
+    @rule(which=st.integers(0, MAX_CLIENTS))
+    def client_sends_goaway(self, which: int) -> None:
+        clients = self.live_clients()
+        client = clients[which % len(clients)]
+        assert isinstance(client, FakeH2Client)
+        client.goaway()
+        self.net.run()
+
+
+TestHttp2ProxyMachine = Http2ProxyMachine.TestCase

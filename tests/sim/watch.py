@@ -223,8 +223,8 @@ class WatchedNet(SimNet):
         # The request waits in the core until the connection is up: read it there. (The
         # core forgets a connection in the call that opened it only when a reload or a
         # shutdown stops the probes, which these simulations never do.)
-        upstream = self.proxy._upstreams[command.conn]
-        pending = b"".join(upstream.pending)
+        upstream = self.proxy._ctx.upstreams[command.conn]
+        pending = b"".join(upstream.queue or ())
         probe = PROBE_AGENT in pending
         record = UpstreamRecord(command.conn, server, probe, self._calls)
         self.upstreams[command.conn] = record
