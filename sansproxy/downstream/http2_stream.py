@@ -125,10 +125,10 @@ class Http2Stream:
         if tunnel is not None:
             tunnel.up(data, credit)
             return
-        if self.tunnel_request:
+        exchange = self.exchange
+        if self.tunnel_request and exchange is not None and exchange.state is not State.DONE:
             self.early.append((data, credit))
             return
-        exchange = self.exchange
         if exchange is None or exchange.state is State.DONE:
             self.connection.codec.acknowledge(self.number, credit)
             return
@@ -207,6 +207,7 @@ class Http2Stream:
 
     def finished(self) -> None:
         """The response is complete: the stream is done once its bytes are out."""
+        self._return_early()
         if not self.request_complete:
             # RFC 9113 §8.1: a complete response may end an upload the response did
             # not need, with RST_STREAM(NO_ERROR), once the response is out.
@@ -219,6 +220,7 @@ class Http2Stream:
 
     def aborted(self) -> None:
         """The response cannot be completed: reset the stream."""
+        self._return_early()
         connection = self.connection
         connection.codec.reset(self.number, INTERNAL_ERROR)
         connection.ctx.defer(connection)
@@ -278,12 +280,22 @@ class Http2Stream:
                 self.exchange.status = 502
             self.respond(502, b"", [(b"content-length", b"0")], head_request=False)
             self.end([])
+            self._return_early()
             self.tunnel_request = False
             return b""
         self.respond(200, b"", fields, head_request=False)
         ctx = self.connection.ctx
         ctx.timers.set(self, TimerKind.TUNNEL_IDLE, ctx.now + ctx.settings.timeouts.tunnel_idle)
         return b""
+
+    def _return_early(self) -> None:
+        """No tunnel will carry the early bytes: give the client its window back for them."""
+        early, self.early = self.early, []
+        if early and self.connection.open:
+            codec = self.connection.codec
+            for _, credit in early:
+                codec.acknowledge(self.number, credit)
+            self.connection.ctx.defer(self.connection)
 
     def tunnel_send(self, data: bytes) -> None:
         """Tunnelled bytes from the backend, as DATA frames."""

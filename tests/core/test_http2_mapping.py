@@ -433,3 +433,43 @@ def test_extended_connect_websocket_becomes_an_http_1_1_upgrade(client: H2Client
     assert bytes(client.backend.received[start:]) == b"\x81\x05hello"
     client.answer(b"\x81\x05world")
     assert client.stream(1).data == b"\x81\x05world"
+
+
+def _connection_credit(client: H2Client) -> int:
+    """Connection-window credit the proxy has given back so far."""
+    updates = [f for f in client.of_type(WindowUpdateFrame) if f.stream_id == 0]
+    return sum(f.window_increment for f in updates)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: d3Jvbmc=\r\n\r\n",
+            id="wrong-accept-502",
+        ),
+        pytest.param(OK, id="no-upgrade-200"),
+    ],
+)
+def test_early_tunnel_data_gets_its_credit_back_when_no_tunnel_starts(answer: bytes) -> None:
+    """Found by the HTTP/2 fuzz harness: DATA sent on an extended CONNECT before the
+    backend answered waited for a tunnel that never came, and its connection-window
+    credit was never returned: a few such streams closed the client's window for good."""
+    client = H2Client("[http2]\nconnection_window_size = 65535\n")
+    client.handshake()
+    fields = [
+        (":method", "CONNECT"),
+        (":protocol", "websocket"),
+        (":scheme", "https"),
+        (":path", "/chat"),
+        (":authority", "example.com"),
+    ]
+    client.send(client.factory.headers(1, fields, end_stream=False))
+    for _ in range(3):
+        client.send(client.factory.data(1, b"x" * 16 * KIB, end_stream=False))
+    assert _connection_credit(client) == 0  # held while the upgrade is undecided
+    client.answer(answer)
+    assert client.stream(1).status in (200, 502)
+    # h2 gives credit back in batches, once half the connection window is used up.
+    assert _connection_credit(client) >= 32 * KIB
