@@ -22,7 +22,13 @@ from types import ModuleType
 
 from hypothesis import HealthCheck, Phase, given, settings
 
-HARNESSES = {"client": "fuzz.fuzz_client_bytes", "backend": "fuzz.fuzz_backend_bytes"}
+HARNESSES = {
+    "client": "fuzz.fuzz_client_bytes",
+    "backend": "fuzz.fuzz_backend_bytes",
+    "h2": "fuzz.fuzz_h2_frames",
+}
+CORPUS = Path(__file__).parent / "corpus"
+"""The committed corpora, one folder per harness: what earlier runs found worth keeping."""
 BATCH = 50
 
 
@@ -88,28 +94,41 @@ def run_hypothesis(name: str, seconds: float, *, min_generated: int = 0) -> Repo
     return Report(name, "hypothesis", count, time.monotonic() - start)
 
 
-def run_atheris(name: str, seconds: int) -> None:
-    """Fuzz harness ``name`` with atheris for ``seconds``; exits the process when done."""
+def _atheris(name: str, arguments: list[str]) -> None:
+    """Run libFuzzer with ``arguments`` on harness ``name``, instrumented; exits the process."""
     import atheris
 
-    with atheris.instrument_imports(include=["sansproxy", "h11"]):
+    with atheris.instrument_imports(include=["sansproxy", "h11", "h2", "hpack", "hyperframe"]):
+        import h2.connection  # noqa: F401
         import h11  # noqa: F401
 
         import sansproxy  # noqa: F401
-    harness = load(name)
-    work = Path(tempfile.mkdtemp(prefix=f"sansproxy-fuzz-{name}-"))
-    corpus = work / "corpus"
-    corpus.mkdir()
-    for i, seed in enumerate(harness.SEEDS):
-        (corpus / f"seed-{i:03d}").write_bytes(seed)
-    print(f"{name}: atheris corpus and crash artifacts in {work}", flush=True)
-    args = [
-        sys.argv[0],
-        f"-max_total_time={seconds}",
-        "-timeout=60",
-        f"-artifact_prefix={work}/",
-        "-print_final_stats=1",
-        str(corpus),
-    ]
-    atheris.Setup(args, harness.test_one_input)
+    atheris.Setup([sys.argv[0], *arguments], load(name).test_one_input)
     atheris.Fuzz()
+
+
+def run_atheris(name: str, seconds: int) -> None:
+    """Fuzz harness ``name`` with atheris for ``seconds``; exits the process when done."""
+    work = Path(tempfile.mkdtemp(prefix=f"sansproxy-fuzz-{name}-"))
+    found = work / "corpus"
+    found.mkdir()
+    for i, seed in enumerate(load(name).SEEDS):
+        (found / f"seed-{i:03d}").write_bytes(seed)
+    committed = CORPUS / name
+    print(f"{name}: new inputs and crash artifacts in {work}", flush=True)
+    _atheris(
+        name,
+        [
+            f"-max_total_time={seconds}",
+            "-timeout=60",
+            f"-artifact_prefix={work}/",
+            "-print_final_stats=1",
+            str(found),
+            *([str(committed)] if committed.is_dir() else []),
+        ],
+    )
+
+
+def merge_atheris(name: str, into: Path, sources: list[Path]) -> None:
+    """Keep in ``into`` (empty) the inputs of ``sources`` that add coverage; exits."""
+    _atheris(name, ["-merge=1", "-timeout=60", str(into), *map(str, sources)])

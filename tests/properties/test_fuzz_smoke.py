@@ -32,3 +32,15 @@ def test_harness_detects_a_broken_invariant(name: str, monkeypatch: pytest.Monke
     monkeypatch.setattr(Proxy, "handle", crash)
     with pytest.raises(RuntimeError, match="planted crash"):
         load(name).check(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+
+
+def test_h2_output_check_refuses_what_a_strict_client_would() -> None:
+    from fuzz.fuzz_h2_frames import check_frames
+    from fuzz.h2_inputs import raw_frame
+
+    settings = raw_frame("SETTINGS", 0, b"")
+    assert check_frames(settings + raw_frame("PING", 0, b"12345678", ["ACK"])) == []
+    assert check_frames(raw_frame("PING", 0, b"12345678"))  # the preface is SETTINGS
+    assert check_frames(settings[:5])  # a frame header cut short
+    assert check_frames(settings + raw_frame("PING", 0, b"1234"))  # a PING must be 8 bytes
+    assert check_frames(settings + raw_frame("HEADERS", 1, b"\xff\xff\xff", ["END_HEADERS"]))
