@@ -94,8 +94,8 @@ def run_hypothesis(name: str, seconds: float, *, min_generated: int = 0) -> Repo
     return Report(name, "hypothesis", count, time.monotonic() - start)
 
 
-def _atheris(name: str, arguments: list[str]) -> None:
-    """Run libFuzzer with ``arguments`` on harness ``name``, instrumented; exits the process."""
+def _instrument() -> None:
+    """Import the code under test with coverage instrumentation (before anything else does)."""
     import atheris
 
     with atheris.instrument_imports(include=["sansproxy", "h11", "h2", "hpack", "hyperframe"]):
@@ -103,12 +103,20 @@ def _atheris(name: str, arguments: list[str]) -> None:
         import h11  # noqa: F401
 
         import sansproxy  # noqa: F401
+
+
+def _atheris(name: str, arguments: list[str]) -> None:
+    """Run libFuzzer with ``arguments`` on harness ``name``; exits the process."""
+    import atheris
+
+    _instrument()
     atheris.Setup([sys.argv[0], *arguments], load(name).test_one_input)
     atheris.Fuzz()
 
 
 def run_atheris(name: str, seconds: int) -> None:
     """Fuzz harness ``name`` with atheris for ``seconds``; exits the process when done."""
+    _instrument()
     work = Path(tempfile.mkdtemp(prefix=f"sansproxy-fuzz-{name}-"))
     found = work / "corpus"
     found.mkdir()

@@ -54,7 +54,9 @@ async def run_demo(
         ports = list(backends.ports)
         config = quick_config([f"127.0.0.1:{port}"], [f"http://127.0.0.1:{p}" for p in ports])
         upstream = replace(config.upstreams[QUICK_UPSTREAM_NAME], health_check=HEALTH_CHECK)
-        config = replace(config, upstreams={QUICK_UPSTREAM_NAME: upstream})
+        # Cleartext HTTP/2 with prior knowledge too, so the demo shows both protocols.
+        listeners = tuple(replace(x, protocols=("h2c", "http/1.1")) for x in config.listeners)
+        config = replace(config, listeners=listeners, upstreams={QUICK_UPSTREAM_NAME: upstream})
         if access_log_format is not None:
             settings = replace(config.logging, access_log_format=access_log_format)
             config = replace(config, logging=settings)
@@ -71,6 +73,7 @@ def _instructions(port: int, ports: list[int]) -> str:
         f"sansproxy demo: {url}/ balances over {len(ports)} backends "
         f"on ports {', '.join(map(str, ports))}\n"
         f"try:    curl {url}/hello   (run it a few times; Ctrl-C stops)\n"
+        f"http/2: curl --http2-prior-knowledge {url}/hello   (HTTP/2 without TLS)\n"
         f"stop:   curl -X POST {url}/_demo/backends/2/stop    (backend 2 now refuses "
         "connections: the log shows it go down, curl keeps working on 1 and 3)\n"
         f"start:  curl -X POST {url}/_demo/backends/2/start   (it is back after "

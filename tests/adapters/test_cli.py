@@ -297,6 +297,12 @@ def test_demo_answers_from_all_three_backends(run_cli: type[Proc]) -> None:
                 break
     assert seen == {"1", "2", "3"}
     assert f"curl http://127.0.0.1:{port}/" in proc.stdout()
+    assert f"curl --http2-prior-knowledge http://127.0.0.1:{port}/hello" in proc.stdout()
+    # The demo's listener also takes cleartext HTTP/2 with prior knowledge.
+    with httpx.Client(http1=False, http2=True, timeout=10) as h2:
+        response = h2.get(f"http://127.0.0.1:{port}/h2")
+    assert (response.http_version, response.status_code) == ("HTTP/2", 200)
+    assert re.fullmatch(r"hello from backend [123] \(GET /h2\)\n", response.text)
     proc.popen.send_signal(signal.SIGINT)
     assert proc.wait_exit() == 0
     assert "Traceback" not in proc.stderr()
