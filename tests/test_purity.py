@@ -78,6 +78,9 @@ LIBRARY_HOMES: dict[str, str] = {
     "h2": "_codec/http2.py",
     "hpack": "_codec/http2.py",
     "hyperframe": "_codec/http2.py",
+    # The optional compression libraries, behind the one module of encoders.
+    "brotli": "compression/encoders.py",
+    "zstandard": "compression/encoders.py",
 }
 
 # Importable only for annotations, inside `if TYPE_CHECKING:`. The core is handed a seeded
