@@ -126,6 +126,7 @@ class ServerCodec:
         "_pending_bytes",
         "_reset_here",
         "_trailers",
+        "_unread",
         "_unwritten",
         "control_frames",
         "data_frames_sent",
@@ -177,6 +178,8 @@ class ServerCodec:
         self._end_pending: dict[int, Headers | None] = {}
         """Streams whose end (with trailers, or None) waits behind their pending bytes."""
         self._trailers: dict[int, Headers] = {}
+        self._unread: dict[int, int] = {}
+        """Body bytes a request's ``content-length`` still promises, by stream."""
         self._closed_streams: set[int] = set()
         self._reset_here: dict[int, None] = {}
         """Streams the codec reset itself, oldest first (at most ``_RESET_MEMORY``)."""
@@ -291,6 +294,8 @@ class ServerCodec:
                 self._reset(stream, PROTOCOL_ERROR)
                 events.append(CodecError(status_hint=400, reason=head, stream=stream))
             else:
+                if head.body_length is not None and event.stream_ended is None:
+                    self._unread[stream] = head.body_length
                 events.append(head)
         elif isinstance(event, h2.events.DataReceived):
             stream = event.stream_id
@@ -298,6 +303,8 @@ class ServerCodec:
             if stream in self._closed_streams:
                 self._acknowledge(stream, event.flow_controlled_length)
             else:
+                if stream in self._unread:
+                    self._unread[stream] -= len(data)
                 events.append(Body(stream=stream, data=data, credit=event.flow_controlled_length))
             if not data and event.stream_ended is None:
                 self.control_frames += 1
@@ -313,7 +320,16 @@ class ServerCodec:
         elif isinstance(event, h2.events.StreamEnded):
             stream = event.stream_id
             ended = self._trailers.pop(stream, [])
-            if stream not in self._closed_streams:
+            if stream in self._closed_streams:
+                return
+            if self._unread.pop(stream, 0):
+                # RFC 9113 §8.1.1. h2 checks this when DATA ends the stream, not when
+                # trailers do.
+                self._closed_streams.add(stream)
+                self._reset(stream, PROTOCOL_ERROR)
+                reason = "the DATA frames do not add up to the content-length"
+                events.append(CodecError(status_hint=400, reason=reason, stream=stream))
+            else:
                 events.append(EndOfMessage(stream=stream, trailers=ended))
         elif isinstance(event, h2.events.StreamReset):
             stream = event.stream_id
@@ -462,6 +478,7 @@ class ServerCodec:
         self._pending_bytes.pop(stream, None)
         self._end_pending.pop(stream, None)
         self._trailers.pop(stream, None)
+        self._unread.pop(stream, None)
 
     def goaway(self, code: int, *, last_stream: int | None = None, debug: bytes = b"") -> bytes:
         """A GOAWAY frame: no stream above ``last_stream`` (default: the last opened) is served.

@@ -165,6 +165,27 @@ def test_8_1_1_content_length_without_data_is_malformed(client: H2Client) -> Non
     malformed(client)
 
 
+def test_8_1_1_content_length_above_the_data_ended_by_trailers_is_malformed(
+    client: H2Client,
+) -> None:
+    # Found by the HTTP/2 fuzz harness: h2 checks the length only when DATA ends the
+    # stream, so trailers ended a short body and the HTTP/1.1 codec raised.
+    fields = client.factory.request("POST", extra=[("content-length", "5")])
+    client.send(client.factory.headers(1, fields, end_stream=False))
+    client.send(client.factory.data(1, b"hi", end_stream=False))
+    client.send(client.factory.headers(1, [("x-sum", "1")], end_stream=True))
+    malformed(client)
+
+
+def test_8_1_1_content_length_met_before_trailers_is_forwarded(client: H2Client) -> None:
+    fields = client.factory.request("POST", extra=[("content-length", "4")])
+    client.send(client.factory.headers(1, fields, end_stream=False))
+    client.send(client.factory.data(1, b"test", end_stream=False))
+    client.send(client.factory.headers(1, [("x-sum", "1")], end_stream=True))
+    assert client.backend.requests[0].body == b"test"
+    assert client.stream(1).status == 200
+
+
 def test_8_1_1_matching_content_length_is_forwarded(client: H2Client) -> None:
     fields = client.factory.request("POST", extra=[("content-length", "8")])
     client.send(client.factory.headers(1, fields, end_stream=False))
