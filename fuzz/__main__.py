@@ -2,15 +2,14 @@
 
 Without ``--harness`` every harness runs for N seconds, one after the other.
 The engine is atheris when it can be imported (each harness then runs in a
-child process, because ``atheris.Fuzz()`` exits when done), hypothesis
-otherwise. Exit status 0: no invariant broken; 1: a failing input was found
+child process, ``fuzz/libfuzzer.py``, because ``atheris.Fuzz()`` exits when
+done), hypothesis otherwise. Exit status 0: no invariant broken; 1: a failing input was found
 (and printed).
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 
 from fuzz.driver import HARNESSES, atheris_available, run_atheris, run_hypothesis
@@ -27,13 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     if engine == "auto":
         engine = "atheris" if atheris_available() else "hypothesis"
     if engine == "atheris":
-        if len(names) == 1:
-            run_atheris(names[0], args.seconds)  # does not return
         status = 0
         for name in names:
-            command = [sys.executable, "-m", "fuzz", "--engine", "atheris"]
-            command += ["--seconds", str(args.seconds), "--harness", name]
-            status = max(status, subprocess.run(command, check=False).returncode)
+            status = max(status, run_atheris(name, args.seconds))
         return 1 if status else 0
     for name in names:
         try:

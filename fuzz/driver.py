@@ -13,6 +13,8 @@ so :func:`run_atheris` is only called from ``python -m fuzz``.
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -94,6 +96,12 @@ def run_hypothesis(name: str, seconds: float, *, min_generated: int = 0) -> Repo
     return Report(name, "hypothesis", count, time.monotonic() - start)
 
 
+ENTRY = Path(__file__).with_name("libfuzzer.py")
+"""The script libFuzzer runs (and runs again, for a merge's inner passes)."""
+HARNESS_VARIABLE = "SANSPROXY_FUZZ_HARNESS"
+"""Names the harness for :data:`ENTRY`: libFuzzer passes its own flags on, not ours."""
+
+
 def _instrument() -> None:
     """Import the code under test with coverage instrumentation (before anything else does)."""
     import atheris
@@ -105,18 +113,33 @@ def _instrument() -> None:
         import sansproxy  # noqa: F401
 
 
-def _atheris(name: str, arguments: list[str]) -> None:
-    """Run libFuzzer with ``arguments`` on harness ``name``; exits the process."""
+def fuzz_main(name: str, arguments: list[str]) -> None:
+    """libFuzzer on harness ``name`` with ``arguments`` (its flags); exits the process.
+
+    The command libFuzzer is told it runs as is ``python fuzz/libfuzzer.py``, so that
+    the child processes of a merge start the same way.
+    """
     import atheris
 
     _instrument()
-    atheris.Setup([sys.argv[0], *arguments], load(name).test_one_input)
+    atheris.Setup([f"{sys.executable} {ENTRY}", *arguments], load(name).test_one_input)
     atheris.Fuzz()
 
 
-def run_atheris(name: str, seconds: int) -> None:
-    """Fuzz harness ``name`` with atheris for ``seconds``; exits the process when done."""
-    _instrument()
+def _libfuzzer(name: str, arguments: list[str]) -> int:
+    root = str(ENTRY.parent.parent)
+    path = os.environ.get("PYTHONPATH")
+    env = {
+        **os.environ,
+        HARNESS_VARIABLE: name,
+        "PYTHONPATH": root if not path else f"{root}{os.pathsep}{path}",
+    }
+    command = [sys.executable, str(ENTRY), *arguments]
+    return subprocess.run(command, env=env, check=False).returncode
+
+
+def run_atheris(name: str, seconds: int) -> int:
+    """Fuzz harness ``name`` with atheris for ``seconds``; libFuzzer's exit status."""
     work = Path(tempfile.mkdtemp(prefix=f"sansproxy-fuzz-{name}-"))
     found = work / "corpus"
     found.mkdir()
@@ -124,7 +147,7 @@ def run_atheris(name: str, seconds: int) -> None:
         (found / f"seed-{i:03d}").write_bytes(seed)
     committed = CORPUS / name
     print(f"{name}: new inputs and crash artifacts in {work}", flush=True)
-    _atheris(
+    return _libfuzzer(
         name,
         [
             f"-max_total_time={seconds}",
@@ -137,6 +160,6 @@ def run_atheris(name: str, seconds: int) -> None:
     )
 
 
-def merge_atheris(name: str, into: Path, sources: list[Path]) -> None:
-    """Keep in ``into`` (empty) the inputs of ``sources`` that add coverage; exits."""
-    _atheris(name, ["-merge=1", "-timeout=60", str(into), *map(str, sources)])
+def merge_atheris(name: str, into: Path, sources: list[Path]) -> int:
+    """Copy into ``into`` (empty) the inputs of ``sources`` that add coverage."""
+    return _libfuzzer(name, ["-merge=1", "-timeout=60", str(into), *map(str, sources)])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -21,17 +20,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fuzz.merge", description=__doc__)
     parser.add_argument("harness", choices=sorted(HARNESSES))
     parser.add_argument("sources", type=Path, nargs="+")
-    parser.add_argument("--into", type=Path, help=argparse.SUPPRESS)  # the child's target
     args = parser.parse_args(argv)
-    if args.into is not None:
-        merge_atheris(args.harness, args.into, args.sources)  # does not return
     committed = CORPUS / args.harness
     sources = [*([committed] if committed.is_dir() else []), *args.sources]
     with tempfile.TemporaryDirectory(prefix="sansproxy-merge-") as tmp:
         into = Path(tmp) / "corpus"
         into.mkdir()
-        command = [sys.executable, "-m", "fuzz.merge", args.harness, *map(str, sources)]
-        status = subprocess.run([*command, "--into", str(into)], check=False).returncode
+        status = merge_atheris(args.harness, into, sources)
         if status != 0:
             print(f"merge failed (exit {status}); {committed} is unchanged", file=sys.stderr)
             return 1
