@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from sansproxy._flow import Side
     from sansproxy._settings import Settings
+    from sansproxy.compression.counters import CompressionCount
     from sansproxy.config import ProxyConfig, Server
     from sansproxy.downstream import Downstream
     from sansproxy.exchange import Exchange
@@ -56,6 +57,7 @@ class Context:
 
     __slots__ = (
         "clients",
+        "compression",
         "deferred",
         "exchanges",
         "idle",
@@ -87,6 +89,8 @@ class Context:
         self.idle = IdlePool()
         self.exchanges = 0
         """Exchanges begun and not yet ended (for statistics)."""
+        self.compression: dict[str, CompressionCount] = {}
+        """What response compression did, by coding."""
         self.shutting_down = False
         self.deferred: list[Deferred] = []
 

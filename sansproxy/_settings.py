@@ -50,7 +50,12 @@ class Settings:
         self.listener_routes: list[Route | None] = [
             None
             if listener.upstream is None
-            else Route(name=f"listener-{i}", match=RouteMatch(), upstream=listener.upstream)
+            else Route(
+                name=f"listener-{i}",
+                match=RouteMatch(),
+                upstream=listener.upstream,
+                compression=config.compression,
+            )
             for i, listener in enumerate(config.listeners)
         ]
         self.servers: frozenset[Server] = frozenset(

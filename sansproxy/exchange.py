@@ -512,6 +512,8 @@ class Exchange:
         upstream.touch()
         for stage in self.body_stages:
             data = stage.body(self, data)
+            if not data:
+                return  # a stage keeps it for later (an encoder's block not yet full)
         self.stream.body(data)
 
     def response_end(self, trailers: Headers) -> None:

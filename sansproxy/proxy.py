@@ -17,7 +17,7 @@ a connection, a reload, shutdown. Where each rule lives is listed in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, assert_never
 
 from sansproxy._context import Context
@@ -45,6 +45,7 @@ from sansproxy.probes import Probes
 if TYPE_CHECKING:
     from random import Random
 
+    from sansproxy.compression.counters import CompressionCount
     from sansproxy.config import ProxyConfig
     from sansproxy.downstream import Downstream
     from sansproxy.pool import PoolView
@@ -172,6 +173,10 @@ class Proxy:
             exchanges=ctx.exchanges,
             timers=len(ctx.timers) - probe_timers - len(probes),
         )
+
+    def compression_statistics(self) -> dict[str, CompressionCount]:
+        """What response compression did since the start, by coding (copies)."""
+        return {coding: replace(count) for coding, count in self._ctx.compression.items()}
 
     def upstream_status(self) -> tuple[PoolView, ...]:
         """Every upstream's servers: health and its history, load, weights, queue, retries.

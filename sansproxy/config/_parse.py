@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
+from sansproxy.config._compression import compression as _compression
 from sansproxy.config._pools import _upstreams
 from sansproxy.config._routes import _check_merged_slashes, _routes, _routing
 from sansproxy.config._values import (
@@ -67,6 +68,7 @@ _TOP_KEYS = (
     "timeouts",
     "limits",
     "headers",
+    "compression",
     "http2",
     "logging",
     "server",
@@ -153,7 +155,8 @@ def _proxy_config(document: dict[str, object]) -> ProxyConfig:
     has_routes = bool(document.get("routes"))
     upstreams = _upstreams(document.get("upstreams"), required=not has_routes)
     timeouts = _timeouts(document.get("timeouts", {}))
-    routes = _routes(document.get("routes"), upstreams, timeouts)
+    compression = _compression(document.get("compression", {}), "compression")
+    routes = _routes(document.get("routes"), upstreams, timeouts, compression)
     routing = _routing(document.get("routing", {}))
     _check_merged_slashes(routes, routing)
     listeners = _listeners(document.get("listeners"), upstreams, has_routes=has_routes)
@@ -165,6 +168,7 @@ def _proxy_config(document: dict[str, object]) -> ProxyConfig:
         timeouts=timeouts,
         limits=_limits(document.get("limits", {})),
         headers=_headers(document.get("headers", {})),
+        compression=compression,
         http2=_http2(document.get("http2", {})),
         logging=_logging(document.get("logging", {})),
         server=_server(document.get("server", {})),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import fields, replace
 
+from sansproxy.config._compression import compression as parse_compression
 from sansproxy.config._values import (
     _FIELD_VALUE,
     _TOKEN,
@@ -22,6 +23,7 @@ from sansproxy.config._values import (
 )
 from sansproxy.config.model import (
     RETRY_CONDITIONS,
+    Compression,
     DirectResponse,
     Redirect,
     RetryPolicy,
@@ -49,6 +51,7 @@ _ROUTE_KEYS = (
     "max_body_bytes",
     "timeouts",
     "retries",
+    "compression",
 )
 _ROUTE_TIMEOUTS = ("client_body", "upstream_connect", "upstream_header", "upstream_body")
 _REDIRECT_KEYS = ("location", "status")
@@ -74,7 +77,9 @@ def _routing(value: object) -> RoutingSettings:
     )
 
 
-def _routes(value: object, upstreams: dict[str, Upstream], timeouts: Timeouts) -> tuple[Route, ...]:
+def _routes(
+    value: object, upstreams: dict[str, Upstream], timeouts: Timeouts, compression: Compression
+) -> tuple[Route, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
@@ -82,7 +87,9 @@ def _routes(value: object, upstreams: dict[str, Upstream], timeouts: Timeouts) -
     routes: list[Route] = []
     for index, entry in enumerate(value):
         path = f"routes[{index}]"
-        route = _route(_table(entry, path), path, index, upstreams, timeouts)
+        route = _route(
+            _table(entry, path), path, index, upstreams, timeouts=timeouts, compression=compression
+        )
         for other_index, other in enumerate(routes):
             if other.name == route.name:
                 raise _Invalid(f"{path}.name", f"duplicate of routes[{other_index}].name")
@@ -95,7 +102,9 @@ def _route(
     path: str,
     index: int,
     upstreams: dict[str, Upstream],
+    *,
     timeouts: Timeouts,
+    compression: Compression,
 ) -> Route:
     _check_keys(table, path, _ROUTE_KEYS)
     name = _string(table["name"], f"{path}.name") if "name" in table else f"route-{index}"
@@ -128,6 +137,7 @@ def _route(
             "max_body_bytes",
             "timeouts",
             "retries",
+            "compression",
         ):
             if proxy_only in table:
                 raise _Invalid(f"{path}.{proxy_only}", "applies only to routes with an upstream")
@@ -153,6 +163,8 @@ def _route(
     retry = RetryPolicy()
     if "retries" in table:
         retry = _retry(table["retries"], f"{path}.retries")
+    if "compression" in table:
+        compression = parse_compression(table["compression"], f"{path}.compression", compression)
     return Route(
         name=name,
         match=match,
@@ -165,6 +177,7 @@ def _route(
         max_body_bytes=max_body_bytes,
         timeouts=route_timeouts,
         retry=retry,
+        compression=compression,
     )
 
 

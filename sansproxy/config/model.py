@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sansproxy.compression.decide import DEFAULT_MIN_SIZE, DEFAULT_TYPES
+from sansproxy.compression.encoders import DEFAULT_LEVELS
 from sansproxy.health import ActiveCheck, OutlierDetection
 from sansproxy.routing import RouteMatch
 
@@ -322,6 +324,29 @@ class DirectResponse:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Compression:
+    """Response compression (``[compression]``, and ``[routes.compression]`` per route).
+
+    ``docs/compression.md`` explains the choices behind the defaults.
+    """
+
+    enabled: bool = False
+    encodings: tuple[str, ...] = ()
+    """The codings offered, best first; empty: zstd, br, gzip, those whose library is
+    installed (``sansproxy.compression.negotiate.default_preference``)."""
+    levels: tuple[tuple[str, int], ...] = tuple(DEFAULT_LEVELS.items())
+    """``(coding, level)``: the compression level (Brotli's quality) of each coding."""
+    min_size: int = DEFAULT_MIN_SIZE
+    """Responses with a ``Content-Length`` below this many bytes are sent as they are."""
+    types: tuple[str, ...] = DEFAULT_TYPES
+    """Compressible media types: exact, ``type/*`` or ``type/*+suffix``."""
+
+    def level(self, coding: str) -> int:
+        """The level ``coding`` is encoded at."""
+        return dict(self.levels)[coding]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Route:
     """Where requests that match go, and what is done to them on the way.
 
@@ -342,6 +367,8 @@ class Route:
     timeouts: Timeouts | None = None
     """The global timeouts with this route's overrides applied."""
     retry: RetryPolicy = RetryPolicy()
+    compression: Compression = Compression()
+    """The global ``[compression]`` with this route's overrides applied."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -363,6 +390,7 @@ class ProxyConfig:
     timeouts: Timeouts = Timeouts()
     limits: Limits = Limits()
     headers: HeaderPolicy = HeaderPolicy()
+    compression: Compression = Compression()
     http2: Http2Settings = Http2Settings()
     logging: LogSettings = LogSettings()
     server: ServerSettings = ServerSettings()

@@ -29,9 +29,11 @@ whatever reason (a local answer and an error included). The order:
 1. ``ResponseHeaders`` (:mod:`.forwarding`): hop-by-hop removal, Via, hiding
    the backend's identity.
 2. ``Stickiness`` (:mod:`.sticky`): the sticky-session cookie.
-3. ``AccessRecord`` (:mod:`.access`): the access-log record, when the exchange ends.
+3. ``Compress`` (:mod:`.compress`): gzip, Brotli or Zstandard, where the route
+   enables it and the client accepts it.
+4. ``AccessRecord`` (:mod:`.access`): the access-log record, when the exchange ends.
 
-Compression and the cache store go between 2 and 3 when they exist. Stages that
+The cache store goes between 2 and 3 when it exists (it keeps what the backend sent). Stages that
 transform the body say so with ``transforms_body``, so that the common case (no
 body transform) costs nothing per piece.
 """

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from sansproxy.filters.access import AccessRecord
 from sansproxy.filters.body_limit import BodyLimit
+from sansproxy.filters.compress import Compress
 from sansproxy.filters.forwarding import ForwardingHeaders, ResponseHeaders
 from sansproxy.filters.route_actions import RouteActions
 from sansproxy.filters.sticky import Stickiness
@@ -24,4 +25,4 @@ def request_chain(config: ProxyConfig) -> tuple[RequestFilter, ...]:
 
 def response_chain(config: ProxyConfig) -> tuple[ResponseFilter, ...]:
     """The response filters of ``config``, in their fixed order."""
-    return (ResponseHeaders(), Stickiness(), AccessRecord())
+    return (ResponseHeaders(), Stickiness(), Compress(), AccessRecord())

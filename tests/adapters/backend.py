@@ -29,6 +29,11 @@ can see upstream connection reuse):
 ``/early-hints``           a 103 informational response, then 200
 ``/stall?after=N``         like ``/die`` but then hangs until the backend stops
 ``/ws``                    WebSocket echo (text and binary)
+``/text?n=N``              N bytes of JSON text (:func:`json_text`), with
+                           Content-Length (``chunked=1``: chunked)
+``/events?count=K``        a ``text/event-stream`` of K events; after each one it
+                           waits (10 s at most) for :attr:`Backend.next_event`,
+                           else records ``progress["events-unseen"]`` and ends
 
 Any endpoint takes ``hop=1`` to add hop-by-hop response headers
 (``Connection: x-backend-hop``, ``X-Backend-Hop``, ``Keep-Alive``) that must
@@ -67,6 +72,7 @@ __all__ = [
     "RawResponse",
     "ReceivedRequest",
     "assert_clean_error_body",
+    "json_text",
     "pattern",
     "pattern_pieces",
     "pattern_sha256",
@@ -91,6 +97,13 @@ def pattern(offset: int, length: int) -> bytes:
         offset += take
         length -= take
     return bytes(out)
+
+
+def json_text(length: int) -> bytes:
+    """``length`` bytes of JSON-like text: compressible, as a real API's answers are."""
+    item = b'{"id": %d, "name": "item number %d", "tags": ["alpha", "beta"]}, '
+    text = b"".join(item % (i, i * 7) for i in range(length // 40 + 1))
+    return text[:length]
 
 
 def pattern_pieces(total: int, piece: int = _PIECE) -> Iterator[bytes]:
@@ -182,6 +195,8 @@ class Backend:
         """Set whenever a ``/slow`` request head arrives (tests clear it)."""
         self.release = threading.Event()
         """Lets ``/stall`` responses finish; set by :meth:`stop`."""
+        self.next_event = threading.Semaphore(0)
+        """Released by a test once it has seen an ``/events`` event: the next may go."""
         self._lock = threading.Lock()
         self._conn_ids = itertools.count(1)
         self._listener: socket.socket | None = None
@@ -400,6 +415,8 @@ class _Session:
             "/early-hints": self._early_hints,
             "/stall": self._stall,
             "/ws": self._websocket,
+            "/text": self._text,
+            "/events": self._events,
         }.get(parts.path, self._not_found)
         handler(received)
 
@@ -483,6 +500,38 @@ class _Session:
                 if tag is not None:
                     with self.backend._lock:
                         self.backend.progress[tag] = self.backend.progress.get(tag, 0) + len(piece)
+        self._send(h11.EndOfMessage())
+
+    def _text(self, request: ReceivedRequest) -> None:
+        self._drain()
+        body = json_text(int(self.query.get("n", "1000")))
+        framing = (
+            ("Transfer-Encoding", "chunked")
+            if self.query.get("chunked") == "1"
+            else ("Content-Length", str(len(body)))
+        )
+        headers = [*self._common_headers(), ("Content-Type", "application/json"), framing]
+        self._send(h11.Response(status_code=200, headers=headers))
+        if request.method != "HEAD":
+            for start in range(0, len(body), 16384):
+                self._send(h11.Data(data=body[start : start + 16384]))
+        self._send(h11.EndOfMessage())
+
+    def _events(self, request: ReceivedRequest) -> None:
+        self._drain()
+        headers = [
+            *self._common_headers(),
+            ("Content-Type", "text/event-stream"),
+            ("Cache-Control", "no-cache"),
+            ("Transfer-Encoding", "chunked"),
+        ]
+        self._send(h11.Response(status_code=200, headers=headers))
+        for number in range(int(self.query.get("count", "3"))):
+            self._send(h11.Data(data=b"id: %d\ndata: event %d\n\n" % (number, number)))
+            if not self.backend.next_event.acquire(timeout=10):
+                with self.backend._lock:  # the client never saw it (in time)
+                    self.backend.progress["events-unseen"] = number + 1
+                break
         self._send(h11.EndOfMessage())
 
     def _trailers(self, request: ReceivedRequest) -> None:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from sansproxy.config import (
     QUICK_UPSTREAM_NAME,
+    Compression,
     HeaderPolicy,
     Http2Settings,
     Limits,
@@ -1133,6 +1134,7 @@ def test_every_key_is_documented() -> None:
         "timeouts": Timeouts,
         "limits": Limits,
         "headers": HeaderPolicy,
+        "compression": Compression,
         "http2": Http2Settings,
         "logging": LogSettings,
         "server": ServerSettings,
