@@ -17,12 +17,42 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 from typing import cast
 
-__all__ = ["BODIES", "body_sizes", "main", "serve"]
+__all__ = ["BODIES", "JSON_NAME", "body_sizes", "json_body", "main", "serve"]
 
 #: Body sizes of the static paths (``/1g`` is replaced by ``--transfer-bytes`` when given).
 BODIES: dict[str, int] = {"100b": 100, "16k": 16 * 1024, "1m": 1024 * 1024, "1g": 1024**3}
+
+JSON_NAME = "json100k"
+"""A 100 KiB JSON document (``application/json``), for the compression scenarios."""
+
+
+def json_body(size: int = 100 * 1024) -> bytes:
+    """``size`` bytes of an API-like JSON array: varied numbers and words, as real ones.
+
+    The bytes are the same on every run, so the compressed sizes can be compared; the
+    last few bytes before ``]`` are spaces, to make the size exact.
+    """
+    words = [b"alpha", b"bravo", b"charlie", b"delta", b"echo", b"foxtrot", b"golf", b"hotel"]
+    text = bytearray(b"[")
+    for i in itertools.count():
+        item = b'%s{"id":%d,"name":"%s-%d","price":%d.%02d,"stock":%d,"active":%s}' % (
+            b"," if i else b"",
+            i,
+            words[(i * 7) % len(words)],
+            (i * 7919) % 10007,
+            (i * 37) % 500,
+            i % 100,
+            (i * 13) % 97,
+            b"true" if i % 3 else b"false",
+        )
+        if len(text) + len(item) >= size:
+            break
+        text += item
+    return bytes(text.ljust(size - 1) + b"]")
+
 
 _SLICE = 256 * 1024
 _FILLER = memoryview(b"x" * _SLICE)
@@ -37,10 +67,15 @@ def body_sizes(transfer_bytes: int | None = None) -> dict[str, int]:
     return sizes
 
 
-def _head(status: bytes, length: int) -> bytes:
+def _head(status: bytes, length: int, media: bytes = b"application/octet-stream") -> bytes:
     return (
-        b"HTTP/1.1 " + status + b"\r\nServer: bench-backend\r\nContent-Type: "
-        b"application/octet-stream\r\nContent-Length: " + str(length).encode() + b"\r\n\r\n"
+        b"HTTP/1.1 "
+        + status
+        + b"\r\nServer: bench-backend\r\nContent-Type: "
+        + media
+        + b"\r\nContent-Length: "
+        + str(length).encode()
+        + b"\r\n\r\n"
     )
 
 
@@ -54,6 +89,10 @@ class _Http(asyncio.Protocol):
             for name, size in sizes.items()
             if size <= 1024 * 1024
         }
+        document = json_body()
+        self._small[b"/" + JSON_NAME.encode()] = (
+            _head(b"200 OK", len(document), b"application/json") + document
+        )
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
         self._discard = 0  # upload bytes still to read and drop

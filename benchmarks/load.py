@@ -15,7 +15,7 @@ import functools
 import re
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -48,6 +48,8 @@ class Sample:
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+_BYTES = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
+"""wrk's "MB read" are binary multiples (it divides by 1024)."""
 
 
 def _millis(text: str) -> float:
@@ -71,14 +73,18 @@ def parse_wrk(output: str) -> Sample:
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if non_2xx is not None:
         errors += int(non_2xx.group(1))
-    requests = re.search(r"(\d+) requests in", output)
+    requests = re.search(r"(\d+) requests in [^,]+, ([\d.]+)([KMGT]?B) read", output)
+    extra: dict[str, float] = {}
+    if requests:
+        extra["requests"] = float(requests.group(1))
+        extra["bytes_read"] = float(requests.group(2)) * _BYTES[requests.group(3)]
     return Sample(
         float(rate.group(1)),
         p50_ms=_millis(percentiles["50"]) if "50" in percentiles else None,
         p99_ms=_millis(percentiles["99"]) if "99" in percentiles else None,
         errors=errors,
         timeouts=timeouts,
-        extra={"requests": float(requests.group(1))} if requests else {},
+        extra=extra,
     )
 
 
@@ -90,9 +96,12 @@ def wrk(
     seconds: float,
     threads: int,
     run: Callable[[list[str], float], str],
+    headers: Sequence[str] = (),
 ) -> Sample:
     """Run wrk against ``url`` (``run`` executes it on the load CPUs and returns stdout)."""
     argv = [binary, f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds:g}s"]
+    for header in headers:
+        argv += ["-H", header]
     argv += ["--latency", "--timeout", "2s", url]
     try:
         output = run(argv, seconds + 30)

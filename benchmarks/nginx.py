@@ -63,10 +63,23 @@ def backend_conf(prefix: Path, port: int, root: Path, nofile: int) -> str:
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         root {root};
+        location = /json100k {{
+            default_type application/json;
+        }}
     }}
 }}
 """
     )
+
+
+_GZIP = """\
+    gzip on;
+    gzip_comp_level 5;
+    gzip_min_length 512;
+    gzip_proxied any;
+    gzip_vary on;
+    gzip_types text/plain text/css application/json application/javascript application/xml;
+"""
 
 
 def proxy_conf(
@@ -75,8 +88,14 @@ def proxy_conf(
     upstream_port: int,
     nofile: int,
     tls: tuple[Path, Path] | None = None,
+    *,
+    gzip: bool = False,
 ) -> str:
     """Proxy with nginx, streaming, to ``127.0.0.1:upstream_port``, with an access log.
+
+    With ``gzip`` it compresses what sansproxy does by default (text and JSON of 512
+    bytes or more, at level 5, for any proxied response): open-source nginx has gzip
+    only.
 
     Upstream keep-alive caches 32 idle connections (sansproxy's ``max_idle_per_server``
     default); bodies stream both ways (no request buffering, no temporary files), as they
@@ -103,7 +122,7 @@ def proxy_conf(
     keepalive_timeout 600s;
     keepalive_requests 1000000;
     client_max_body_size 0;
-    upstream backend {{
+{_GZIP if gzip else ""}    upstream backend {{
         server 127.0.0.1:{upstream_port};
         keepalive 32;
         keepalive_requests 1000000;

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import nginx
-from benchmarks.backend import body_sizes
+from benchmarks.backend import JSON_NAME, body_sizes, json_body
 from benchmarks.certs import Certificate
 from benchmarks.procs import CpuLayout, Process, free_port
 
@@ -204,6 +204,9 @@ def _write_static_files(root: Path, transfer_bytes: int) -> None:
             with path.open("wb") as file:
                 file.truncate(size)  # sparse: reading it costs no disk
         path.chmod(0o644)
+    document = root / JSON_NAME
+    document.write_bytes(json_body())
+    document.chmod(0o644)
 
 
 def start_backends(
@@ -267,7 +270,9 @@ class Running:
     process: Process | None
 
 
-def _sansproxy_toml(port: int, upstream_port: int, tls: Certificate | None = None) -> str:
+def _sansproxy_toml(
+    port: int, upstream_port: int, tls: Certificate | None = None, *, compress: bool = False
+) -> str:
     listener = f'address = "127.0.0.1:{port}"'
     if tls is not None:  # the default ALPN offer of a TLS listener: h2, then http/1.1
         listener += f'\ncertificate = "{tls.certificate}"\nprivate_key = "{tls.private_key}"'
@@ -288,7 +293,7 @@ max_body_bytes = 0
 
 [logging]
 access_log = true
-"""
+""" + ("\n[compression]\nenabled = true\n" if compress else "")
 
 
 def launch(
@@ -300,11 +305,13 @@ def launch(
     layout: CpuLayout,
     tag: str,
     tls: Certificate | None = None,
+    compress: bool = False,
 ) -> tuple[Running | None, str]:
     """Start ``peer`` in front of ``upstream_port`` and wait until it answers.
 
     With ``tls`` its listener terminates TLS with that certificate (only for peers whose
-    ``tls`` is set) and the readiness check goes over TLS.
+    ``tls`` is set) and the readiness check goes over TLS. With ``compress`` sansproxy and
+    nginx compress responses (sansproxy with its defaults, nginx with gzip at level 5).
 
     Returns:
         (running peer, "") or (None, why it could not start).
@@ -326,14 +333,16 @@ def launch(
         env, cwd = _checkout_env(), REPO
     elif peer.kind == "sansproxy":
         config = home / "proxy.toml"
-        config.write_text(_sansproxy_toml(port, upstream_port, tls))
+        config.write_text(_sansproxy_toml(port, upstream_port, tls, compress=compress))
         argv = [tools.python, "-m", "sansproxy_trio", "--config", str(config)]
         argv += ["--loop", peer.loop, "--workers", str(peer.workers)]
         env = _checkout_env()
     elif peer.kind == "nginx":
         assert tools.nginx is not None
         pair = None if tls is None else (tls.certificate, tls.private_key)
-        conf = nginx.proxy_conf(home, port, upstream_port, nofile=_nofile(), tls=pair)
+        conf = nginx.proxy_conf(
+            home, port, upstream_port, nofile=_nofile(), tls=pair, gzip=compress
+        )
         (home / "nginx.conf").write_text(conf)
         argv = nginx.argv(tools.nginx, home)
     elif peer.kind == "mitmproxy":

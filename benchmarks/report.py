@@ -96,13 +96,20 @@ def rows(scenario: Scenario, results: Sequence[PeerResult]) -> list[list[str]]:
                 _fmt(x_direct, ".3f"),
                 _fmt(_ratio(value, _value(nginx)), ".3f"),
                 _fmt(result.peak_rss / MIB if result.peak_rss else None, ".1f"),
+                _fmt(result.median_of(_kib_per_response), ".1f"),
             ]
         )
     return table
 
 
+def _kib_per_response(sample: Sample) -> float | None:
+    """Bytes on the wire per response (head and body, as wrk counts them), in KiB."""
+    requests, read = sample.extra.get("requests"), sample.extra.get("bytes_read")
+    return read / requests / 1024 if requests and read is not None else None
+
+
 _HEADER = ["peer", "median", "runs (min-max)", "p50 ms", "p99 ms", "errors", "x direct"]
-_HEADER += ["x nginx", "peak RSS MiB"]
+_HEADER += ["x nginx", "peak RSS MiB", "KiB/resp"]
 
 
 def text_table(scenarios: Sequence[Scenario], results: Mapping[str, Sequence[PeerResult]]) -> str:

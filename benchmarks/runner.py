@@ -53,6 +53,7 @@ class Scenario:
     unit: str = "req/s"
     protocol: str = "h1"  # h1 (cleartext HTTP/1.1), h1-tls (HTTP/1.1 over TLS), h2 (over TLS)
     streams: int = 1  # requests in flight per connection (HTTP/2 streams)
+    accept_encoding: str = ""  # sent by the load generator; with it, the proxies compress
 
     @property
     def tls(self) -> bool:
@@ -85,6 +86,18 @@ def scenarios(
         Scenario("100b-c256", "100 B, 256 connections", "rate", "/100b", 256),
         Scenario("16k-c50", "16 KiB, 50 connections", "rate", "/16k", 50),
         Scenario("1m-c50", "1 MiB, 50 connections", "rate", "/1m", 50),
+        Scenario("json-c50", "100 KiB JSON, 50 connections", "rate", "/json100k", 50),
+        *(
+            Scenario(
+                f"json-{coding}-c50",
+                f"100 KiB JSON, {coding}, 50 connections",
+                "rate",
+                "/json100k",
+                50,
+                accept_encoding=coding,
+            )
+            for coding in ("gzip", "br", "zstd")
+        ),
         Scenario(
             "h1tls-100b",
             f"HTTP/1.1 over TLS, 100 B, {H1_TLS_CONNECTIONS} connections",
@@ -270,6 +283,11 @@ class _Suite:
             return self.certificate_problem
         if scenario.kind in ("download", "upload") and tools.curl is None:
             return "curl is not installed (apt-get install curl)"
+        if scenario.accept_encoding:
+            if peer.kind in ("direct", "relay", "mitmproxy", "proxy.py"):
+                return "does not compress"
+            if peer.kind == "nginx" and scenario.accept_encoding != "gzip":
+                return "open-source nginx compresses with gzip only"
         return unavailable(peer, tools) or ""
 
     def _start(
@@ -283,6 +301,7 @@ class _Suite:
             layout=self.layout,
             tag=tag,
             tls=self.certificate if scenario.tls else None,
+            compress=bool(scenario.accept_encoding),
         )
         if running is None:
             result.skipped = f"did not start: {problem}"
@@ -384,6 +403,9 @@ class _Suite:
             seconds=seconds,
             threads=threads,
             run=run,
+            headers=[f"Accept-Encoding: {scenario.accept_encoding}"]
+            if scenario.accept_encoding
+            else [],
         )
 
     def _idle(
