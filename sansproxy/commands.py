@@ -123,7 +123,9 @@ class AccessRecord:
     Times are in seconds; ``upstream_ttfb`` is from handing the request head to
     a connected backend connection to the backend's first response byte,
     ``None`` when no backend answered.
-    ``request_bytes`` and ``response_bytes`` count body bytes.
+    ``request_bytes`` and ``response_bytes`` count body bytes; ``response_bytes`` as
+    sent to the client (compressed, where compression applied: nginx's
+    ``$body_bytes_sent``).
     """
 
     client: tuple[str, int]

@@ -506,7 +506,6 @@ class Exchange:
 
     def response_body(self, data: bytes) -> None:
         """A piece of the response body."""
-        self.response_bytes += len(data)
         upstream = self.upstream
         assert upstream is not None
         upstream.touch()
@@ -514,6 +513,7 @@ class Exchange:
             data = stage.body(self, data)
             if not data:
                 return  # a stage keeps it for later (an encoder's block not yet full)
+        self.response_bytes += len(data)  # as sent to the client, after any encoding
         self.stream.body(data)
 
     def response_end(self, trailers: Headers) -> None:
@@ -522,6 +522,7 @@ class Exchange:
         for stage in self.body_stages:
             extra = stage.end(self, trailers)
             if extra:
+                self.response_bytes += len(extra)
                 stream.body(extra)
         stream.end(trailers)
         upstream = self.upstream

@@ -103,6 +103,8 @@ def test_body_is_encoded_and_decodes_to_the_backends(
     assert DECODE[coding](response.body) == JSON
     count = net.proxy.compression_statistics()[coding]
     assert (count.responses, count.bytes_in, count.bytes_out) == (1, len(JSON), len(response.body))
+    (record,) = net.access_logs
+    assert record.response_bytes == len(response.body)  # what went to the client
 
 
 @every_protocol
