@@ -207,7 +207,6 @@ class Http2Stream:
 
     def finished(self) -> None:
         """The response is complete: the stream is done once its bytes are out."""
-        self._return_early()
         if not self.request_complete:
             # RFC 9113 §8.1: a complete response may end an upload the response did
             # not need, with RST_STREAM(NO_ERROR), once the response is out.
@@ -220,7 +219,6 @@ class Http2Stream:
 
     def aborted(self) -> None:
         """The response cannot be completed: reset the stream."""
-        self._return_early()
         connection = self.connection
         connection.codec.reset(self.number, INTERNAL_ERROR)
         connection.ctx.defer(connection)
@@ -235,9 +233,15 @@ class Http2Stream:
         codec.forget(self.number)
 
     def detach(self, exchange: Exchange) -> None:
-        """``exchange`` is over (the stream ends through ``finished`` and its kin)."""
+        """``exchange`` is over (the stream ends through ``finished`` and its kin).
+
+        However it ended (answered, refused, reset, cut off), no tunnel will carry the
+        bytes the client sent early: their window credit goes back, as the exchange's own
+        credit does.
+        """
         if self.exchange is exchange:
             self.exchange = None
+        self._return_early()
 
     def hold_request(self, reason: int) -> None:
         """Nothing to pause: the window credit simply is not returned meanwhile."""
@@ -280,7 +284,6 @@ class Http2Stream:
                 self.exchange.status = 502
             self.respond(502, b"", [(b"content-length", b"0")], head_request=False)
             self.end([])
-            self._return_early()
             self.tunnel_request = False
             return b""
         self.respond(200, b"", fields, head_request=False)

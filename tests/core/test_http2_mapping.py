@@ -473,3 +473,21 @@ def test_early_tunnel_data_gets_its_credit_back_when_no_tunnel_starts(answer: by
     assert client.stream(1).status in (200, 502)
     # h2 gives credit back in batches, once half the connection window is used up.
     assert _connection_credit(client) >= 32 * KIB
+
+
+def test_early_tunnel_data_gets_its_credit_back_when_the_client_resets_the_stream() -> None:
+    client = H2Client("[http2]\nconnection_window_size = 65535\n")
+    client.handshake()
+    fields = [
+        (":method", "CONNECT"),
+        (":protocol", "websocket"),
+        (":scheme", "https"),
+        (":path", "/chat"),
+        (":authority", "example.com"),
+    ]
+    client.send(client.factory.headers(1, fields, end_stream=False))
+    for _ in range(3):
+        client.send(client.factory.data(1, b"x" * 16 * KIB, end_stream=False))
+    assert _connection_credit(client) == 0
+    client.send(client.factory.rst_stream(1, ErrorCode.CANCEL))
+    assert _connection_credit(client) >= 32 * KIB
