@@ -9,6 +9,7 @@ behind the framing, which random bytes almost never do.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 
 import hpack
@@ -142,7 +143,17 @@ def _seeds() -> tuple[bytes, ...]:
     )
 
 
-H2_SEEDS: tuple[bytes, ...] = _seeds()
+FOUND: tuple[bytes, ...] = (
+    # 2026-12-03, atheris, 20 minutes: a POST with content-length 5 whose trailers end it
+    # before any DATA (the DATA frame was mutated into an unknown frame type); the short
+    # body reached the HTTP/1.1 upstream codec, which raised.
+    base64.b64decode(
+        "AAAABAAAAAAAAAANAQQAAAABg4ZEg2La/0GBH1yBbwAABWgBAAAAAABlbGxvAAAIAQUAAAABQITysi2ngQ8="
+    ),
+)
+"""Inputs a fuzzer found that broke an invariant, kept as seeds once fixed."""
+
+H2_SEEDS: tuple[bytes, ...] = _seeds() + FOUND
 """Starting conversations (after the preface): each a client's whole side."""
 
 # -- frame by frame -------------------------------------------------------------------

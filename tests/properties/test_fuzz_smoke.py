@@ -44,3 +44,18 @@ def test_h2_output_check_refuses_what_a_strict_client_would() -> None:
     assert check_frames(settings[:5])  # a frame header cut short
     assert check_frames(settings + raw_frame("PING", 0, b"1234"))  # a PING must be 8 bytes
     assert check_frames(settings + raw_frame("HEADERS", 1, b"\xff\xff\xff", ["END_HEADERS"]))
+
+
+@pytest.mark.parametrize("name", sorted(HARNESSES))
+def test_committed_corpus_replays_clean(name: str) -> None:
+    # What the fuzzers found worth keeping (fuzz/README.md): every input, every test run.
+    from fuzz.driver import CORPUS
+
+    inputs = sorted((CORPUS / name).iterdir())
+    assert len(inputs) >= 50, f"the committed corpus of {name} is missing or was cut"
+    harness = load(name)
+    for path in inputs:
+        try:
+            harness.check(path.read_bytes())
+        except AssertionError as error:
+            raise AssertionError(f"{path.name}: {error}") from None
