@@ -435,6 +435,16 @@ def test_extended_connect_websocket_becomes_an_http_1_1_upgrade(client: H2Client
     assert client.stream(1).data == b"\x81\x05world"
 
 
+WEBSOCKET_CONNECT = [
+    (":method", "CONNECT"),
+    (":protocol", "websocket"),
+    (":scheme", "https"),
+    (":path", "/chat"),
+    (":authority", "example.com"),
+]
+"""An extended CONNECT (RFC 8441) for a WebSocket, without END_STREAM."""
+
+
 def _connection_credit(client: H2Client) -> int:
     """Connection-window credit the proxy has given back so far."""
     updates = [f for f in client.of_type(WindowUpdateFrame) if f.stream_id == 0]
@@ -458,14 +468,7 @@ def test_early_tunnel_data_gets_its_credit_back_when_no_tunnel_starts(answer: by
     credit was never returned: a few such streams closed the client's window for good."""
     client = H2Client("[http2]\nconnection_window_size = 65535\n")
     client.handshake()
-    fields = [
-        (":method", "CONNECT"),
-        (":protocol", "websocket"),
-        (":scheme", "https"),
-        (":path", "/chat"),
-        (":authority", "example.com"),
-    ]
-    client.send(client.factory.headers(1, fields, end_stream=False))
+    client.send(client.factory.headers(1, WEBSOCKET_CONNECT, end_stream=False))
     for _ in range(3):
         client.send(client.factory.data(1, b"x" * 16 * KIB, end_stream=False))
     assert _connection_credit(client) == 0  # held while the upgrade is undecided
@@ -478,14 +481,7 @@ def test_early_tunnel_data_gets_its_credit_back_when_no_tunnel_starts(answer: by
 def test_early_tunnel_data_gets_its_credit_back_when_the_client_resets_the_stream() -> None:
     client = H2Client("[http2]\nconnection_window_size = 65535\n")
     client.handshake()
-    fields = [
-        (":method", "CONNECT"),
-        (":protocol", "websocket"),
-        (":scheme", "https"),
-        (":path", "/chat"),
-        (":authority", "example.com"),
-    ]
-    client.send(client.factory.headers(1, fields, end_stream=False))
+    client.send(client.factory.headers(1, WEBSOCKET_CONNECT, end_stream=False))
     for _ in range(3):
         client.send(client.factory.data(1, b"x" * 16 * KIB, end_stream=False))
     assert _connection_credit(client) == 0
