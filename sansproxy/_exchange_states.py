@@ -27,6 +27,8 @@ class State(Enum):
     """The request head arrived; it is checked, routed and filtered (within one turn)."""
     LOCAL = "local"
     """The proxy answered it itself; the rest of the request body is read and dropped."""
+    CACHE_WAIT = "cache wait"
+    """Waiting for another request's response for the same URI (request coalescing)."""
     QUEUED = "queued"
     """Every server that may take it is at its connection cap: waiting for room."""
     BACKOFF = "backoff"
@@ -49,6 +51,8 @@ class Trigger(Enum):
     __hash__ = object.__hash__
 
     ANSWER = "answer locally"
+    COALESCE = "wait for the same miss"
+    RESUME = "the miss is over"
     QUEUE = "wait for room"
     BACK_OFF = "back off"
     CONNECT = "open a connection"
@@ -65,6 +69,13 @@ T = Trigger
 
 TRANSITIONS: dict[tuple[State, Trigger], State] = {
     (S.ROUTING, T.ANSWER): S.LOCAL,
+    (S.ROUTING, T.COALESCE): S.CACHE_WAIT,
+    (S.CACHE_WAIT, T.RESUME): S.ROUTING,
+    # A revalidation that fails may be answered from the store (stale-if-error).
+    (S.QUEUED, T.ANSWER): S.LOCAL,
+    (S.BACKOFF, T.ANSWER): S.LOCAL,
+    (S.CONNECTING, T.ANSWER): S.LOCAL,
+    (S.FORWARDING, T.ANSWER): S.LOCAL,
     (S.ROUTING, T.QUEUE): S.QUEUED,
     (S.ROUTING, T.CONNECT): S.CONNECTING,
     (S.ROUTING, T.REUSE): S.FORWARDING,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sansproxy.cache import RouteCache
 from sansproxy.config import Route
 from sansproxy.filters.chains import request_chain, response_chain
 from sansproxy.headers import HeaderRules
@@ -29,6 +30,7 @@ class Settings:
     """The compiled form of one configuration."""
 
     __slots__ = (
+        "caches",
         "config",
         "limits",
         "listener_routes",
@@ -55,6 +57,7 @@ class Settings:
                 match=RouteMatch(),
                 upstream=listener.upstream,
                 compression=config.compression,
+                cache=config.cache,
             )
             for i, listener in enumerate(config.listeners)
         ]
@@ -71,6 +74,12 @@ class Settings:
                 self.pools[name] = Pool(group, previous=old)
                 if old is not None:
                     self.pools[name].queue.extend(old.queue)
+        self.caches: dict[str, RouteCache] = _caches(
+            [r for r in (*config.routes, *self.listener_routes) if r is not None],
+            {} if previous is None else previous.caches,
+        )
+        """The cache of each route that has one, by route name (kept across a reload
+        while the route's cache settings stay the same)."""
         self.request_filters: tuple[RequestFilter, ...] = request_chain(config)
         self.response_filters: tuple[ResponseFilter, ...] = response_chain(config)
 
@@ -87,3 +96,17 @@ def _same_upstream(old: Upstream, new: Upstream) -> bool:
     """
     settings = [(s.weight, s.backup, s.max_connections) for s in old.servers]
     return old == new and settings == [(s.weight, s.backup, s.max_connections) for s in new.servers]
+
+
+def _caches(routes: list[Route], previous: dict[str, RouteCache]) -> dict[str, RouteCache]:
+    caches: dict[str, RouteCache] = {}
+    for route in routes:
+        if not route.cache.enabled:
+            continue
+        old = previous.get(route.name)
+        caches[route.name] = (
+            old
+            if old is not None and old.settings == route.cache
+            else RouteCache.create(route.cache)
+        )
+    return caches

@@ -39,6 +39,7 @@ class TimerKind(Enum):
     PROBE_TIMEOUT = "health probe timeout"
     RETRY_BACKOFF = "retry backoff"
     QUEUE_WAIT = "waiting for a free server"
+    CACHE_WAIT = "waiting for the same URI's response"
     HANDSHAKE = "HTTP/2 preface and settings"
     STREAM_BODY = "HTTP/2 request body idle"
     SEND_STALL = "HTTP/2 responses waiting on the client's window"

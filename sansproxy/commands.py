@@ -141,6 +141,9 @@ class AccessRecord:
     host: str = ""
     referer: str = ""
     user_agent: str = ""
+    cache: str | None = None
+    """What the route's cache did (``hit``, ``stale``, ``revalidated``, ``expired``,
+    ``miss``, ``bypass``), None where the route does not cache."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

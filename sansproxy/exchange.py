@@ -39,6 +39,7 @@ from sansproxy._exchange_states import TRANSITIONS, IllegalTransition, State, Tr
 from sansproxy._flow import HOLD_PEER
 from sansproxy._timers import TimerKind
 from sansproxy.filters import OutgoingHead
+from sansproxy.filters.cache import WAIT
 from sansproxy.headers import is_upgrade
 from sansproxy.local import error_page, local_headers
 from sansproxy.routing import normalise_path, split_target
@@ -49,7 +50,8 @@ if TYPE_CHECKING:
     from sansproxy._context import Context
     from sansproxy.config import Route, Server
     from sansproxy.downstream import Stream
-    from sansproxy.filters import ResponseStage
+    from sansproxy.filters import Answer, ResponseStage
+    from sansproxy.filters.cache import CacheJob
     from sansproxy.pool import Pool
     from sansproxy.probes import ProbeSink
     from sansproxy.tunnel import Tunnel
@@ -63,9 +65,11 @@ class Exchange:
 
     __slots__ = (
         "_order",
+        "_resume_at",
         "attempts",
         "body_length",
         "body_stages",
+        "cache",
         "counted",
         "credits",
         "ctx",
@@ -163,8 +167,11 @@ class Exchange:
         self.stages: list[ResponseStage] | None = None
         """The response filters' stages, once the route is known (None until then)."""
         self.body_stages: list[ResponseStage] = []
+        self.cache: CacheJob | None = None
+        """The cache's part in this exchange, on a route that caches."""
         self.tunnel: Tunnel | None = None
         self._order = 0
+        self._resume_at = 0
         if probe is None:
             ctx.exchanges += 1  # probes belong to the configuration, not to traffic
 
@@ -181,9 +188,11 @@ class Exchange:
         return self._order
 
     def on_timer(self, kind: TimerKind) -> None:
-        """The exchange's wait (a queue or a backoff) is over."""
+        """The exchange's wait (a queue, a backoff, another request's miss) is over."""
         if self.waiting:
             attempts.waiting_timeout(self, kind)
+        elif self.state is State.CACHE_WAIT:
+            self.cache_resumed(timed_out=True)
 
     def move(self, trigger: Trigger) -> None:
         """Change state by the transition table."""
@@ -234,14 +243,58 @@ class Exchange:
             self.pool = self.settings.pools[route.upstream]
         self._start_stages()
         self.upgrade = is_upgrade(self.request_headers)
-        for request_filter in self.settings.request_filters:
-            answer = request_filter.on_request(self)
+        self._filter(0)
+
+    def _filter(self, start: int) -> None:
+        """Run the request filters from ``start``; forward the request if none answers."""
+        filters = self.settings.request_filters
+        for index in range(start, len(filters)):
+            answer = filters[index].on_request(self)
             if answer is not None:
-                if answer.error:
-                    self.fail(answer.status)
+                if answer is WAIT:
+                    self._coalesce(index + 1)
                 else:
-                    self.answer(answer.status, answer.headers, answer.body)
+                    self._take(answer)
                 return
+        self._forward()
+
+    def _take(self, answer: Answer) -> None:
+        """Give the client a filter's answer."""
+        if answer.error:
+            self.fail(answer.status)
+        elif answer.stored:
+            self.serve(answer.status, answer.reason, answer.headers, answer.body)
+        else:
+            self.answer(answer.status, answer.headers, answer.body)
+
+    def _coalesce(self, resume_at: int) -> None:
+        """Wait for the same URI's miss in flight (at most the route's ``coalesce_timeout``)."""
+        self.move(Trigger.COALESCE)
+        self._resume_at = resume_at
+        route = self.route
+        assert route is not None
+        self.ctx.timers.set(self, TimerKind.CACHE_WAIT, self.ctx.now + route.cache.coalesce_timeout)
+
+    def cache_resumed(self, *, timed_out: bool = False) -> None:
+        """The miss this exchange waited for is over (or the wait is): look again, or go on."""
+        if self.state is not State.CACHE_WAIT:
+            return
+        ctx = self.ctx
+        if not timed_out:
+            ctx.timers.cancel(self)
+        self.move(Trigger.RESUME)
+        job = self.cache
+        assert job is not None
+        answer = None if timed_out else job.resumed(self)
+        if timed_out:
+            job.stop_waiting(self)
+        if answer is not None:
+            self._take(answer)
+            return
+        self._filter(self._resume_at)
+
+    def _forward(self) -> None:
+        """The request goes to a server of its pool."""
         pool = self.pool
         assert pool is not None
         attempts.set_affinity(self, pool)
@@ -320,6 +373,11 @@ class Exchange:
             stream.body(body)
             self.response_bytes = len(body)
         stream.end([])
+        self._answered(expecting_continue)
+
+    def _answered(self, expecting_continue: bool) -> None:
+        """A local answer went out: finish, or read and drop the rest of the request body."""
+        stream = self.stream
         if self.request_complete or expecting_continue:
             # A client that expected 100 Continue may never send its body now: the
             # stream closes after the answer rather than wait for it.
@@ -327,6 +385,31 @@ class Exchange:
             stream.finished()
         elif self.has_body:
             stream.arm_body_timer(self.timeouts.client_body)
+
+    def serve(self, status: int, reason: bytes, headers: Headers, body: bytes) -> None:
+        """Answer with a response the proxy holds (a stored one), through the response stages.
+
+        The stored fields are kept as they are (their Content-Length included); the
+        stages rewrite them as they would a backend's. Like :meth:`answer`, the
+        client's connection stays open for its next request.
+        """
+        self.move(Trigger.ANSWER)
+        self.replay = None
+        outgoing = OutgoingHead(status=status, reason=reason, headers=headers, http_version=b"1.1")
+        for stage in self.stages or ():
+            stage.head(self, outgoing)
+        self.status = outgoing.status
+        stream = self.stream
+        expecting_continue = stream.expects_continue
+        stream.respond(
+            outgoing.status, outgoing.reason, outgoing.headers, head_request=self.head_request
+        )
+        if not self.head_request and outgoing.status not in (204, 304):
+            if body:
+                self._down(body, 0)
+            self._end_stages([])
+        stream.end([])
+        self._answered(expecting_continue)
 
     def request_body(self, data: bytes, credit: int) -> None:
         """A piece of the request body arrived."""
@@ -509,21 +592,29 @@ class Exchange:
         upstream = self.upstream
         assert upstream is not None
         upstream.touch()
-        for stage in self.body_stages:
-            data = stage.body(self, data)
+        self._down(data, 0)
+
+    def _down(self, data: bytes, start: int) -> None:
+        """Pass a body piece through the body stages from ``start``, then to the client."""
+        stages = self.body_stages
+        for index in range(start, len(stages)):
+            data = stages[index].body(self, data)
             if not data:
                 return  # a stage keeps it for later (an encoder's block not yet full)
         self.response_bytes += len(data)  # as sent to the client, after any encoding
         self.stream.body(data)
 
+    def _end_stages(self, trailers: Headers) -> None:
+        """Each body stage ends; what one adds at the end goes through the stages after it."""
+        for index, stage in enumerate(self.body_stages):
+            extra = stage.end(self, trailers)
+            if extra:
+                self._down(extra, index + 1)
+
     def response_end(self, trailers: Headers) -> None:
         """The response is complete: pool or close the upstream, finish."""
         stream = self.stream
-        for stage in self.body_stages:
-            extra = stage.end(self, trailers)
-            if extra:
-                self.response_bytes += len(extra)
-                stream.body(extra)
+        self._end_stages(trailers)
         stream.end(trailers)
         upstream = self.upstream
         assert upstream is not None
@@ -565,6 +656,15 @@ class Exchange:
         if not stream.can_respond:
             self.abort()
             return
+        job = self.cache
+        if job is not None and self.state is not State.DONE:
+            status, stand_in = job.failing(self, status)
+            if stand_in is not None:
+                self.upstream = None
+                attempts.stop_waiting(self)
+                attempts.release(self)
+                self.serve(stand_in.status, stand_in.reason, stand_in.headers, stand_in.body)
+                return
         reason, headers, body = error_page(self.settings, status, retry_after=retry_after)
         stream.error(status, reason, headers, body, head_request=self.head_request)
         self.status = status
@@ -592,6 +692,8 @@ class Exchange:
         if self.state is State.DONE:
             return
         attempts.stop_waiting(self)
+        if self.state is State.CACHE_WAIT:
+            self.ctx.timers.cancel(self)
         self.move(trigger)
         if self.probe is None:
             self.ctx.exchanges -= 1

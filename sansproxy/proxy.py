@@ -24,6 +24,7 @@ from sansproxy._context import Context
 from sansproxy._settings import Settings
 from sansproxy._timers import TimerKind
 from sansproxy.attempts import waiting_timeout
+from sansproxy.cache import CacheCount
 from sansproxy.commands import Close, Command, Send, ShutdownComplete
 from sansproxy.downstream.accept import accept, refusal
 from sansproxy.errors import UsageError
@@ -177,6 +178,19 @@ class Proxy:
     def compression_statistics(self) -> dict[str, CompressionCount]:
         """What response compression did since the start, by coding (copies)."""
         return {coding: replace(count) for coding, count in self._ctx.compression.items()}
+
+    def cache_statistics(self) -> dict[str, CacheCount]:
+        """What each caching route's cache did since it was made, by route name (copies).
+
+        A route's cache (and its counters) carries over a reload that keeps its settings.
+        """
+        result: dict[str, CacheCount] = {}
+        for name, cache in self._ctx.settings.caches.items():
+            store = cache.store
+            result[name] = replace(
+                cache.count, bytes=store.bytes, objects=len(store), evictions=store.evictions
+            )
+        return result
 
     def upstream_status(self) -> tuple[PoolView, ...]:
         """Every upstream's servers: health and its history, load, weights, queue, retries.

@@ -19,6 +19,7 @@ from sansproxy.config._values import parse_size
 from sansproxy.config.model import (
     LOOPS,
     RETRY_CONDITIONS,
+    CacheSettings,
     Compression,
     DirectResponse,
     HeaderPolicy,
@@ -42,6 +43,7 @@ __all__ = [
     "LOOPS",
     "QUICK_UPSTREAM_NAME",
     "RETRY_CONDITIONS",
+    "CacheSettings",
     "Compression",
     "DirectResponse",
     "HeaderPolicy",

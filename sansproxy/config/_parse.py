@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
+from sansproxy.config._cache import cache as _cache
 from sansproxy.config._compression import compression as _compression
 from sansproxy.config._pools import _upstreams
 from sansproxy.config._routes import _check_merged_slashes, _routes, _routing
@@ -69,6 +70,7 @@ _TOP_KEYS = (
     "limits",
     "headers",
     "compression",
+    "cache",
     "http2",
     "logging",
     "server",
@@ -156,7 +158,8 @@ def _proxy_config(document: dict[str, object]) -> ProxyConfig:
     upstreams = _upstreams(document.get("upstreams"), required=not has_routes)
     timeouts = _timeouts(document.get("timeouts", {}))
     compression = _compression(document.get("compression", {}), "compression")
-    routes = _routes(document.get("routes"), upstreams, timeouts, compression)
+    cache = _cache(document.get("cache", {}), "cache")
+    routes = _routes(document.get("routes"), upstreams, timeouts, compression, cache)
     routing = _routing(document.get("routing", {}))
     _check_merged_slashes(routes, routing)
     listeners = _listeners(document.get("listeners"), upstreams, has_routes=has_routes)
@@ -169,6 +172,7 @@ def _proxy_config(document: dict[str, object]) -> ProxyConfig:
         limits=_limits(document.get("limits", {})),
         headers=_headers(document.get("headers", {})),
         compression=compression,
+        cache=cache,
         http2=_http2(document.get("http2", {})),
         logging=_logging(document.get("logging", {})),
         server=_server(document.get("server", {})),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import fields, replace
 
+from sansproxy.config._cache import cache as parse_cache
 from sansproxy.config._compression import compression as parse_compression
 from sansproxy.config._values import (
     _FIELD_VALUE,
@@ -23,6 +24,7 @@ from sansproxy.config._values import (
 )
 from sansproxy.config.model import (
     RETRY_CONDITIONS,
+    CacheSettings,
     Compression,
     DirectResponse,
     Redirect,
@@ -52,6 +54,7 @@ _ROUTE_KEYS = (
     "timeouts",
     "retries",
     "compression",
+    "cache",
 )
 _ROUTE_TIMEOUTS = ("client_body", "upstream_connect", "upstream_header", "upstream_body")
 _REDIRECT_KEYS = ("location", "status")
@@ -78,7 +81,11 @@ def _routing(value: object) -> RoutingSettings:
 
 
 def _routes(
-    value: object, upstreams: dict[str, Upstream], timeouts: Timeouts, compression: Compression
+    value: object,
+    upstreams: dict[str, Upstream],
+    timeouts: Timeouts,
+    compression: Compression,
+    cache: CacheSettings,
 ) -> tuple[Route, ...]:
     if value is None:
         return ()
@@ -88,7 +95,13 @@ def _routes(
     for index, entry in enumerate(value):
         path = f"routes[{index}]"
         route = _route(
-            _table(entry, path), path, index, upstreams, timeouts=timeouts, compression=compression
+            _table(entry, path),
+            path,
+            index,
+            upstreams,
+            timeouts=timeouts,
+            compression=compression,
+            cache=cache,
         )
         for other_index, other in enumerate(routes):
             if other.name == route.name:
@@ -105,6 +118,7 @@ def _route(
     *,
     timeouts: Timeouts,
     compression: Compression,
+    cache: CacheSettings,
 ) -> Route:
     _check_keys(table, path, _ROUTE_KEYS)
     name = _string(table["name"], f"{path}.name") if "name" in table else f"route-{index}"
@@ -138,6 +152,7 @@ def _route(
             "timeouts",
             "retries",
             "compression",
+            "cache",
         ):
             if proxy_only in table:
                 raise _Invalid(f"{path}.{proxy_only}", "applies only to routes with an upstream")
@@ -165,6 +180,8 @@ def _route(
         retry = _retry(table["retries"], f"{path}.retries")
     if "compression" in table:
         compression = parse_compression(table["compression"], f"{path}.compression", compression)
+    if "cache" in table:
+        cache = parse_cache(table["cache"], f"{path}.cache", cache)
     return Route(
         name=name,
         match=match,
@@ -178,6 +195,7 @@ def _route(
         timeouts=route_timeouts,
         retry=retry,
         compression=compression,
+        cache=cache,
     )
 
 

@@ -347,6 +347,43 @@ class Compression:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CacheSettings:
+    """The HTTP cache of a route (``[cache]`` defaults, ``[routes.cache]`` per route).
+
+    ``docs/caching.md`` explains every key. Each route that enables the cache has
+    a store of its own of ``max_size`` bytes.
+    """
+
+    enabled: bool = False
+    max_size: int = 64 * MIB
+    """Bytes of heads and bodies the route's store keeps (least recently used go first)."""
+    max_object_size: int = 8 * MIB
+    """The largest response stored; a larger one is forwarded and not kept."""
+    key_headers: tuple[bytes, ...] = ()
+    """Request fields whose values become part of the key (lower-case names)."""
+    key_cookies: tuple[bytes, ...] = ()
+    """Cookies whose values become part of the key."""
+    default_ttl: tuple[tuple[int, int], ...] = ()
+    """``(status, seconds)``: lifetimes for responses without freshness information."""
+    heuristic_max_age: int = 86400
+    """The cap on a heuristic lifetime (10 % of the time since Last-Modified)."""
+    honour_request_no_cache: bool = True
+    """Whether a client's ``no-cache`` (or ``Pragma: no-cache``) forces a revalidation."""
+    store_set_cookie: bool = False
+    """Store responses that set cookies (the cookie itself is never stored)."""
+    status_header: bool = True
+    """Send ``Cache-Status`` (RFC 9211) on the route's responses."""
+    coalesce: bool = True
+    """Concurrent misses for one key wait for one backend request."""
+    coalesce_timeout: float = 5.0
+    """How long a request waits for another's response before going to the backend itself."""
+    purge_method: bytes | None = None
+    """A request method (e.g. ``PURGE``) that removes a URI from the store."""
+    purge_from: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    """Networks allowed to purge."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Route:
     """Where requests that match go, and what is done to them on the way.
 
@@ -369,6 +406,8 @@ class Route:
     retry: RetryPolicy = RetryPolicy()
     compression: Compression = Compression()
     """The global ``[compression]`` with this route's overrides applied."""
+    cache: CacheSettings = CacheSettings()
+    """The global ``[cache]`` with this route's overrides applied."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -391,6 +430,7 @@ class ProxyConfig:
     limits: Limits = Limits()
     headers: HeaderPolicy = HeaderPolicy()
     compression: Compression = Compression()
+    cache: CacheSettings = CacheSettings()
     http2: Http2Settings = Http2Settings()
     logging: LogSettings = LogSettings()
     server: ServerSettings = ServerSettings()

@@ -13,12 +13,17 @@ itself by returning an :class:`Answer`; the chain stops there and nothing is
 forwarded. The order:
 
 1. ``RouteActions`` (:mod:`.route_actions`): a route's redirect or fixed response.
-2. ``BodyLimit`` (:mod:`.body_limit`): a declared body over the route's limit gets 413.
-3. ``ForwardingHeaders`` (:mod:`.forwarding`): the head that goes upstream: path
+2. ``CacheLookup`` (:mod:`.cache`): a stored response, where the route caches; or the
+   request waits for the same URI's miss in flight (:data:`~.cache.WAIT`).
+3. ``BodyLimit`` (:mod:`.body_limit`): a declared body over the route's limit gets 413.
+4. ``ForwardingHeaders`` (:mod:`.forwarding`): the head that goes upstream: path
    rewrites, Host, hop-by-hop removal, forwarding fields and Via.
 
-Access control, rate limits, authentication and the cache lookup go between 1
-and 2 (in that order) when they exist.
+Access control, rate limits and authentication go between 1 and 2 (in that
+order) when they exist.
+
+An answer marked ``stored`` (a cache hit) is served through the response stages
+like a backend's response, so that it gets the same header rules and compression.
 
 **Response filters** see a response from a backend. :meth:`ResponseFilter.start`
 decides, per exchange, whether the filter takes part and returns its
@@ -26,14 +31,16 @@ decides, per exchange, whether the filter takes part and returns its
 add bytes at the end; every stage also hears when the exchange is finished, for
 whatever reason (a local answer and an error included). The order:
 
-1. ``ResponseHeaders`` (:mod:`.forwarding`): hop-by-hop removal, Via, hiding
+1. ``CacheStore`` (:mod:`.cache`): keeps a copy of what the backend sent, where the
+   route caches, and turns a 304 to a revalidation back into the stored response.
+2. ``ResponseHeaders`` (:mod:`.forwarding`): hop-by-hop removal, Via, hiding
    the backend's identity.
-2. ``Stickiness`` (:mod:`.sticky`): the sticky-session cookie.
-3. ``Compress`` (:mod:`.compress`): gzip, Brotli or Zstandard, where the route
+3. ``Stickiness`` (:mod:`.sticky`): the sticky-session cookie.
+4. ``Compress`` (:mod:`.compress`): gzip, Brotli or Zstandard, where the route
    enables it and the client accepts it.
-4. ``AccessRecord`` (:mod:`.access`): the access-log record, when the exchange ends.
+5. ``AccessRecord`` (:mod:`.access`): the access-log record, when the exchange ends.
 
-The cache store goes between 2 and 3 when it exists (it keeps what the backend sent). Stages that
+Bytes a stage adds at the end pass through the stages after it. Stages that
 transform the body say so with ``transforms_body``, so that the common case (no
 body transform) costs nothing per piece.
 """
@@ -69,6 +76,9 @@ class Answer:
     headers: Headers = field(default_factory=list)
     body: bytes = b""
     error: bool = False
+    stored: bool = False
+    """A stored response (a cache hit): it passes the response stages, with its own fields."""
+    reason: bytes = b""
 
 
 @dataclass(slots=True, kw_only=True)

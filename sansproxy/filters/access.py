@@ -20,13 +20,14 @@ class AccessRecord(ResponseStage):
     __slots__ = ()
 
     def start(self, exchange: Exchange) -> ResponseStage | None:
-        """Every exchange with a client takes part (health probes have none)."""
-        return self
+        """Every exchange with a client takes part (probes and cache refreshes have none)."""
+        return None if exchange.stream.conn is None else self
 
     def finished(self, exchange: Exchange) -> None:
         """Emit the record."""
         server = exchange.server
         ctx = exchange.ctx
+        cache = exchange.cache
         ctx.emit(
             AccessLog(
                 record=Record(
@@ -43,6 +44,7 @@ class AccessRecord(ResponseStage):
                     host=exchange.host.decode("latin-1"),
                     referer=exchange.referer.decode("latin-1"),
                     user_agent=exchange.user_agent.decode("latin-1"),
+                    cache=None if cache is None else cache.outcome(),
                 )
             )
         )

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from sansproxy.filters.access import AccessRecord
 from sansproxy.filters.body_limit import BodyLimit
+from sansproxy.filters.cache import CacheLookup, CacheStore
 from sansproxy.filters.compress import Compress
 from sansproxy.filters.forwarding import ForwardingHeaders, ResponseHeaders
 from sansproxy.filters.route_actions import RouteActions
@@ -20,9 +21,9 @@ __all__ = ["request_chain", "response_chain"]
 
 def request_chain(config: ProxyConfig) -> tuple[RequestFilter, ...]:
     """The request filters of ``config``, in their fixed order."""
-    return (RouteActions(), BodyLimit(), ForwardingHeaders())
+    return (RouteActions(), CacheLookup(), BodyLimit(), ForwardingHeaders())
 
 
 def response_chain(config: ProxyConfig) -> tuple[ResponseFilter, ...]:
     """The response filters of ``config``, in their fixed order."""
-    return (ResponseHeaders(), Stickiness(), Compress(), AccessRecord())
+    return (CacheStore(), ResponseHeaders(), Stickiness(), Compress(), AccessRecord())

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from sansproxy.config import (
     QUICK_UPSTREAM_NAME,
+    CacheSettings,
     Compression,
     HeaderPolicy,
     Http2Settings,
@@ -1135,6 +1136,7 @@ def test_every_key_is_documented() -> None:
         "limits": Limits,
         "headers": HeaderPolicy,
         "compression": Compression,
+        "cache": CacheSettings,
         "http2": Http2Settings,
         "logging": LogSettings,
         "server": ServerSettings,

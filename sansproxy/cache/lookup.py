@@ -1,0 +1,186 @@
+"""What a request gets from the stored responses of its key (RFC 9111 §4, RFC 5861).
+
+:func:`decide` is the whole reuse rule in one pure function: given a request
+(its method, fields and Cache-Control), the stored variants of its key and the
+wall clock, it says whether a stored response is served, revalidated first, or
+not used, and why. The explain API and the tests call it as the filter does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from sansproxy.cache.dates import parse_http_date
+from sansproxy.cache.directives import INVALID, cache_control, pragma_no_cache
+from sansproxy.cache.freshness import current_age, freshness_lifetime, header_value
+from sansproxy.cache.keys import matches
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from sansproxy._codec import Headers
+    from sansproxy.cache.directives import CacheControl
+    from sansproxy.cache.store import StoredResponse
+
+__all__ = ["Action", "Decision", "Policy", "decide", "lifetime_of", "stale_if_error"]
+
+Action = Literal["hit", "stale", "validate", "miss", "only-if-cached"]
+"""``hit``: serve it fresh; ``stale``: serve it stale (a directive allows it, ``refresh``
+says whether in the background); ``validate``: ask the backend first; ``miss``: forward;
+``only-if-cached``: answer 504 (nothing may be served and the client forbids forwarding)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Policy:
+    """The route's settings that the reuse rules read."""
+
+    defaults: Mapping[int, int]
+    """Lifetimes by status for responses without freshness information."""
+    heuristic_fraction: float = 0.1
+    heuristic_max: int = 86400
+    honour_no_cache: bool = True
+    """Whether a request's ``no-cache`` (or ``Pragma: no-cache``) forces a revalidation."""
+
+
+@dataclass(slots=True, kw_only=True)
+class Decision:
+    """What to do with one request."""
+
+    action: Action
+    response: StoredResponse | None = None
+    age: int = 0
+    ttl: int = 0
+    """Freshness left, in seconds (negative once stale)."""
+    fwd: str | None = None
+    """Why it is forwarded, as Cache-Status says it (``uri-miss``, ``stale``...)."""
+    detail: str = ""
+    refresh: bool = False
+    """For ``stale``: refresh it in the background (stale-while-revalidate)."""
+
+
+def lifetime_of(response: StoredResponse, directives: CacheControl, policy: Policy) -> int:
+    """The freshness lifetime of a stored response, in seconds."""
+    return freshness_lifetime(
+        response.status,
+        response.headers,
+        directives,
+        response_time=response.response_time,
+        default=policy.defaults.get(response.status),
+        heuristic_fraction=policy.heuristic_fraction,
+        heuristic_max=policy.heuristic_max,
+    ).seconds
+
+
+def decide(
+    *,
+    request_headers: Headers,
+    variants: Sequence[StoredResponse],
+    now: float,
+    policy: Policy,
+) -> Decision:
+    """The reuse decision for a GET or HEAD request (§4)."""
+    request = cache_control(request_headers)
+    only_if_cached = "only-if-cached" in request
+    if not variants:
+        return _forward("uri-miss", only_if_cached)
+    chosen = _select(variants, request_headers)
+    if chosen is None:
+        return _forward("vary-miss", only_if_cached)
+    directives = cache_control(chosen.headers)
+    lifetime = lifetime_of(chosen, directives, policy)
+    age = current_age(
+        chosen.headers,
+        request_time=chosen.request_time,
+        response_time=chosen.response_time,
+        now=now,
+    )
+    ttl = lifetime - age
+    decision = Decision(action="hit", response=chosen, age=age, ttl=ttl)
+
+    def validate(why: str, fwd: str = "stale") -> Decision:
+        decision.action = "only-if-cached" if only_if_cached else "validate"
+        decision.fwd = fwd
+        decision.detail = why
+        return decision
+
+    if "no-cache" in directives and directives.field_names("no-cache") is None:
+        return validate("response no-cache")
+    if policy.honour_no_cache and (
+        "no-cache" in request or (not request and pragma_no_cache(request_headers))
+    ):
+        return validate("request no-cache", "request")
+    max_age = request.seconds("max-age")
+    if max_age is not None and (max_age == INVALID or age > max_age):
+        return validate("request max-age", "request")
+    min_fresh = request.seconds("min-fresh")
+    if min_fresh is not None and (min_fresh == INVALID or ttl < min_fresh):
+        return validate("request min-fresh", "request")
+    if ttl > 0:
+        return decision
+    # Stale. A shared cache serves it only where a directive allows it (§4.2.4).
+    if _must_revalidate(directives):
+        return validate("must revalidate")
+    if "max-stale" in request:
+        allowed = request.seconds("max-stale")
+        if request.argument("max-stale") is None or (allowed is not None and -ttl <= allowed):
+            decision.action = "stale"
+            decision.detail = "request max-stale"
+            return decision
+    window = directives.seconds("stale-while-revalidate")
+    if window is not None and window != INVALID and -ttl <= window:
+        decision.action = "stale"
+        decision.refresh = True
+        decision.detail = "stale-while-revalidate"
+        return decision
+    return validate("stale")
+
+
+def _must_revalidate(directives: CacheControl) -> bool:
+    """Whether a stale response may never be served unvalidated (s-maxage implies it, §5.2.2.10)."""
+    return (
+        "must-revalidate" in directives
+        or "proxy-revalidate" in directives
+        or "s-maxage" in directives
+    )
+
+
+def _forward(fwd: str, only_if_cached: bool) -> Decision:
+    if only_if_cached:
+        return Decision(action="only-if-cached", fwd=fwd, detail="only-if-cached")
+    return Decision(action="miss", fwd=fwd)
+
+
+def _select(variants: Sequence[StoredResponse], request_headers: Headers) -> StoredResponse | None:
+    """The stored response a request selects: of those matching, the most recent (§4.1)."""
+    best: StoredResponse | None = None
+    best_date = -1
+    for candidate in variants:
+        if not matches(candidate.variant, request_headers):
+            continue
+        date = parse_http_date(header_value(candidate.headers, b"date") or b"") or 0
+        if best is None or date > best_date:
+            best, best_date = candidate, date
+    return best
+
+
+def stale_if_error(
+    response: StoredResponse, request_headers: Headers, now: float, policy: Policy
+) -> bool:
+    """Whether ``response`` may stand in for a failed or 5xx answer (RFC 5861 §4)."""
+    directives = cache_control(response.headers)
+    if _must_revalidate(directives):
+        return False
+    lifetime = lifetime_of(response, directives, policy)
+    age = current_age(
+        response.headers,
+        request_time=response.request_time,
+        response_time=response.response_time,
+        now=now,
+    )
+    staleness = age - lifetime
+    for source in (cache_control(request_headers), directives):
+        window = source.seconds("stale-if-error")
+        if window is not None and window != INVALID and staleness <= window:
+            return True
+    return False
