@@ -23,6 +23,7 @@ from sansproxy import attempts
 from sansproxy._codec import RequestHead
 from sansproxy._exchange_states import State, Trigger
 from sansproxy._timers import TimerKind
+from sansproxy.downstream.clientless import ClientlessStream
 from sansproxy.exchange import Exchange
 from sansproxy.health import probe_delay, probe_passed
 
@@ -30,8 +31,7 @@ if TYPE_CHECKING:
     from sansproxy._codec import Headers
     from sansproxy._context import Context
     from sansproxy.config import Server
-    from sansproxy.events import ConnId, TlsInfo
-    from sansproxy.tunnel import Tunnel
+    from sansproxy.events import TlsInfo
 
 __all__ = ["ProbeSchedule", "ProbeSink", "Probes"]
 
@@ -138,17 +138,14 @@ class Probes:
         attempts.connect(exchange)
 
 
-class ProbeSink:
+class ProbeSink(ClientlessStream):
     """The stream of a probe's exchange: it keeps what the verdict needs."""
 
     __slots__ = ("body_seen", "exchange", "probes", "schedule", "server", "status")
 
-    conn: ConnId | None = None
     peer: tuple[str, int] = ("", 0)
     tls: TlsInfo | None = None
     listener: int = 0
-    can_respond = True
-    expects_continue = False
 
     def __init__(self, probes: Probes, schedule: ProbeSchedule, server: Server) -> None:
         self.probes = probes
@@ -174,12 +171,6 @@ class ProbeSink:
         self._verdict(ok=False, reason=reason)
 
     # -- the Stream an exchange writes to ----------------------------------------------
-
-    def send_continue(self) -> None:
-        """A probe sends no body."""
-
-    def informational(self, status: int, reason: bytes, headers: Headers) -> None:
-        """Interim responses say nothing about health."""
 
     def respond(self, status: int, reason: bytes, headers: Headers, *, head_request: bool) -> None:
         """Keep the status."""
@@ -224,37 +215,3 @@ class ProbeSink:
 
     def detach(self, exchange: Exchange) -> None:
         """Nothing to let go of."""
-
-    def hold_request(self, reason: int) -> None:
-        """A probe's request is whole from the start."""
-
-    def release_request(self, reason: int) -> None:
-        """A probe's request is whole from the start."""
-
-    def consumed(self, credit: int) -> None:
-        """No window to reopen."""
-
-    def arm_body_timer(self, timeout: float) -> None:
-        """A probe's request has no body."""
-
-    def cancel_body_timer(self) -> None:
-        """A probe's request has no body."""
-
-    def touch(self) -> None:
-        """A probe has one deadline, whatever progress it makes."""
-
-    def switch(self, reason: bytes, headers: Headers) -> bytes:  # pragma: no cover
-        """A probe never asks to upgrade."""
-        raise AssertionError("a health probe was switched to a tunnel")
-
-    def tunnel_send(self, data: bytes) -> None:  # pragma: no cover
-        """A probe never asks to upgrade."""
-        raise AssertionError("a health probe was switched to a tunnel")
-
-    def tunnel_started(self, tunnel: Tunnel) -> None:  # pragma: no cover
-        """A probe never asks to upgrade."""
-        raise AssertionError("a health probe was switched to a tunnel")
-
-    def tunnel_ended(self) -> None:  # pragma: no cover
-        """A probe never asks to upgrade."""
-        raise AssertionError("a health probe was switched to a tunnel")

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from sansproxy.cache.directives import CacheControl
     from sansproxy.cache.store import StoredResponse
 
-__all__ = ["Action", "Decision", "Policy", "decide", "lifetime_of", "stale_if_error"]
+__all__ = ["Action", "Decision", "Policy", "age_of", "decide", "lifetime_of", "stale_if_error"]
 
 Action = Literal["hit", "stale", "validate", "miss", "only-if-cached"]
 """``hit``: serve it fresh; ``stale``: serve it stale (a directive allows it, ``refresh``
@@ -72,6 +72,16 @@ def lifetime_of(response: StoredResponse, directives: CacheControl, policy: Poli
     ).seconds
 
 
+def age_of(response: StoredResponse, now: float) -> int:
+    """A stored response's current age at wall-clock time ``now`` (RFC 9111 §4.2.3)."""
+    return current_age(
+        response.headers,
+        request_time=response.request_time,
+        response_time=response.response_time,
+        now=now,
+    )
+
+
 def decide(
     *,
     request_headers: Headers,
@@ -89,12 +99,7 @@ def decide(
         return _forward("vary-miss", only_if_cached)
     directives = cache_control(chosen.headers)
     lifetime = lifetime_of(chosen, directives, policy)
-    age = current_age(
-        chosen.headers,
-        request_time=chosen.request_time,
-        response_time=chosen.response_time,
-        now=now,
-    )
+    age = age_of(chosen, now)
     ttl = lifetime - age
     decision = Decision(action="hit", response=chosen, age=age, ttl=ttl)
 
@@ -172,12 +177,7 @@ def stale_if_error(
     if _must_revalidate(directives):
         return False
     lifetime = lifetime_of(response, directives, policy)
-    age = current_age(
-        response.headers,
-        request_time=response.request_time,
-        response_time=response.response_time,
-        now=now,
-    )
+    age = age_of(response, now)
     staleness = age - lifetime
     for source in (cache_control(request_headers), directives):
         window = source.seconds("stale-if-error")

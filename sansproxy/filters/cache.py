@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Final
 
 from sansproxy.cache.dates import format_http_date, parse_http_date
 from sansproxy.cache.directives import cache_control
-from sansproxy.cache.freshness import current_age, header_value
+from sansproxy.cache.freshness import header_value
 from sansproxy.cache.keys import primary_key, variant, vary_names
-from sansproxy.cache.lookup import decide, stale_if_error
+from sansproxy.cache.lookup import age_of, decide, stale_if_error
 from sansproxy.cache.ranges import UNSATISFIABLE, requested_range
 from sansproxy.cache.status import CacheStatus
 from sansproxy.cache.storable import refusal
@@ -429,7 +429,7 @@ class CacheJob(ResponseStage):
         if detail:
             self.cache.count.stale += 1
             self.status.detail = detail
-        age = _current_age(stored, exchange.ctx.wall)
+        age = age_of(stored, exchange.ctx.wall)
         client = self.client_headers or exchange.request_headers
         if client_not_modified(client, stored.headers, stored_date=_date_of(stored)):
             head.status, head.reason = 304, b"Not Modified"
@@ -547,7 +547,7 @@ class CacheJob(ResponseStage):
             self.status.detail = "stale-if-error"
             return status, Answer(
                 status=stored.status,
-                headers=_served(stored, _current_age(stored, exchange.ctx.wall)),
+                headers=_served(stored, age_of(stored, exchange.ctx.wall)),
                 body=stored.body,
                 stored=True,
                 reason=stored.reason,
@@ -571,15 +571,6 @@ def _served(stored: StoredResponse, age: int) -> Headers:
     headers = [(n, v) for n, v in stored.headers if n != b"age"]
     headers.append((b"age", b"%d" % max(0, age)))
     return _with_length(headers, stored)
-
-
-def _current_age(stored: StoredResponse, now: float) -> int:
-    return current_age(
-        stored.headers,
-        request_time=stored.request_time,
-        response_time=stored.response_time,
-        now=now,
-    )
 
 
 def _date_of(stored: StoredResponse) -> int:

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 
 from sansproxy._codec import RequestHead
 from sansproxy.cache.validation import CONDITIONALS
+from sansproxy.downstream.clientless import ClientlessStream
 
 if TYPE_CHECKING:
     from sansproxy._codec import Headers
     from sansproxy.cache import RouteCache
-    from sansproxy.events import ConnId, TlsInfo
+    from sansproxy.events import TlsInfo
     from sansproxy.exchange import Exchange
-    from sansproxy.tunnel import Tunnel
 
 __all__ = ["RefreshSink", "start_refresh"]
 
@@ -47,14 +47,11 @@ def start_refresh(exchange: Exchange, cache: RouteCache, key: bytes) -> None:
     refresh.begin(head)
 
 
-class RefreshSink:
+class RefreshSink(ClientlessStream):
     """The stream of a refresh: it has no client, and only says when it is over."""
 
     __slots__ = ("cache", "key", "listener", "peer", "tls")
 
-    conn: ConnId | None = None
-    can_respond = True
-    expects_continue = False
     refresh = True
     """The lookup revalidates for this stream instead of serving it the stale response."""
 
@@ -68,12 +65,6 @@ class RefreshSink:
 
     def _over(self) -> None:
         self.cache.refreshing.discard(self.key)
-
-    def send_continue(self) -> None:
-        """A refresh sends no body."""
-
-    def informational(self, status: int, reason: bytes, headers: Headers) -> None:
-        """Dropped."""
 
     def respond(self, status: int, reason: bytes, headers: Headers, *, head_request: bool) -> None:
         """Dropped: the store stage has seen the head."""
@@ -104,37 +95,3 @@ class RefreshSink:
     def detach(self, exchange: Exchange) -> None:
         """The refresh is over, however it ended."""
         self._over()
-
-    def hold_request(self, reason: int) -> None:
-        """A refresh's request is whole from the start."""
-
-    def release_request(self, reason: int) -> None:
-        """A refresh's request is whole from the start."""
-
-    def consumed(self, credit: int) -> None:
-        """No window to reopen."""
-
-    def arm_body_timer(self, timeout: float) -> None:
-        """A refresh's request has no body."""
-
-    def cancel_body_timer(self) -> None:
-        """A refresh's request has no body."""
-
-    def touch(self) -> None:
-        """Nothing to keep alive."""
-
-    def switch(self, reason: bytes, headers: Headers) -> bytes:  # pragma: no cover
-        """A refresh never asks to upgrade."""
-        raise AssertionError("a cache refresh was switched to a tunnel")
-
-    def tunnel_send(self, data: bytes) -> None:  # pragma: no cover
-        """A refresh never asks to upgrade."""
-        raise AssertionError("a cache refresh was switched to a tunnel")
-
-    def tunnel_started(self, tunnel: Tunnel) -> None:  # pragma: no cover
-        """A refresh never asks to upgrade."""
-        raise AssertionError("a cache refresh was switched to a tunnel")
-
-    def tunnel_ended(self) -> None:  # pragma: no cover
-        """A refresh never asks to upgrade."""
-        raise AssertionError("a cache refresh was switched to a tunnel")
