@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
+from sansproxy.config import CacheSettings
 from tests.simnet import Chunker, FakeClient, SimNet, bytewise, cycling, simple_config, whole
 
 BYTEWISE_LIMIT = 4096
@@ -17,9 +19,16 @@ def splits(data: bytes) -> tuple[tuple[str, Chunker], ...]:
     return (("whole", whole), ("7-byte pieces", cycling((7,))))
 
 
-def new_net() -> SimNet:
-    """The fixed world: default limits and timeouts, one backend address."""
-    return SimNet(simple_config())
+def new_net(*, cache: bool = False) -> SimNet:
+    """The fixed world: default limits and timeouts, one backend address.
+
+    With ``cache``, the listener's route caches (RFC 9111) with the default settings,
+    so that what the backend sends also goes through the store and comes back as hits.
+    """
+    config = simple_config()
+    if cache:
+        config = dataclasses.replace(config, cache=CacheSettings(enabled=True))
+    return SimNet(config)
 
 
 def check_outcome(net: SimNet, client: FakeClient, *, what: str, strict_client: bool) -> None:

@@ -2,7 +2,9 @@
 
 The backend answers the request with the input, all at once and byte by byte
 (or in 7-byte pieces when long), then either closes or stays silent; virtual
-time runs until the core wants no more wake-ups. ``Proxy.handle()`` must
+time runs until the core wants no more wake-ups. Once more with the cache on,
+the client asking twice: what the backend sent is stored where it may be, and the
+second request may be served from the store. ``Proxy.handle()`` must
 never raise, the client (a real h11 client) must get a response or a close
 and must be able to parse whatever it got, each request must end exactly
 once, and nothing may be left open or leaked.
@@ -39,6 +41,23 @@ def check(data: bytes) -> None:
             check_outcome(net, client, what=what, strict_client=True)
             if len(client.outcomes) != 1:
                 raise AssertionError(f"{what}: the request ended {client.outcomes}")
+    check_cached(data)
+
+
+def check_cached(data: bytes) -> None:
+    """The cache on: two requests in a row, each ending exactly once."""
+    net = new_net(cache=True)
+    backend = net.add_backend("10.0.0.1", 80)
+    backend.raw_reply = data
+    for attempt in range(2):
+        client = net.client()
+        client.request("GET", "/fuzz", headers=[("accept", "*/*")])
+        net.run()
+        net.quiesce()
+        what = f"{len(data)} backend bytes, cached, request {attempt + 1}"
+        check_outcome(net, client, what=what, strict_client=True)
+        if len(client.outcomes) != 1:
+            raise AssertionError(f"{what}: the request ended {client.outcomes}")
 
 
 def test_one_input(data: bytes) -> None:
