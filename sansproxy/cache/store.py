@@ -39,11 +39,15 @@ class StoredResponse:
     response_time: float
     """Wall-clock time its head arrived."""
     variant: Variant = ()
+    encoded: dict[str, bytes] = field(default_factory=dict)
+    """The body already compressed, by coding, as the first hit that asked for it made it."""
     size: int = field(default=0)
 
     def __post_init__(self) -> None:
         if not self.size:
-            self.size = entry_size(self.headers, self.body, self.key)
+            self.size = entry_size(self.headers, self.body, self.key) + sum(
+                len(data) for data in self.encoded.values()
+            )
 
 
 def entry_size(headers: Headers, body: bytes, key: bytes) -> int:
@@ -69,6 +73,9 @@ class Store(Protocol):
 
     def remove(self, key: bytes) -> int:
         """Forget every variant of ``key``; how many there were."""
+
+    def add_encoding(self, response: StoredResponse, coding: str, data: bytes) -> None:
+        """Keep ``data``, the body of ``response`` compressed with ``coding``, beside it."""
 
 
 class MemoryStore:
@@ -136,6 +143,18 @@ class MemoryStore:
             return 0
         self.bytes -= sum(v.size for v in variants)
         return len(variants)
+
+    def add_encoding(self, response: StoredResponse, coding: str, data: bytes) -> None:
+        """Keep the encoded body with ``response`` while it is stored and still fits."""
+        variants = self._keys.get(response.key)
+        if variants is None or response not in variants or coding in response.encoded:
+            return
+        if response.size + len(data) > self.max_object_bytes:
+            return
+        response.encoded[coding] = data
+        response.size += len(data)
+        self.bytes += len(data)
+        self._evict(keep=response.key)
 
     def _evict(self, *, keep: bytes) -> None:
         """Drop least recently used keys (or the oldest variants of ``keep``) to the cap."""

@@ -105,6 +105,7 @@ class CacheJob(ResponseStage):
         "refresh_after",
         "replacement",
         "request_time",
+        "served",
         "serving",
         "status",
         "unsafe",
@@ -129,6 +130,8 @@ class CacheJob(ResponseStage):
         self.replacement: bytes | None = None
         """A stored body sent instead of the backend's (after a 304, or stale-if-error)."""
         self.serving = False
+        self.served: StoredResponse | None = None
+        """The stored response whose whole body this exchange sends (for compression)."""
         self.unsafe = False
         self.waiting_on: bytes | None = None
         """The key whose miss in flight this exchange waits for (coalescing)."""
@@ -250,6 +253,7 @@ class CacheJob(ResponseStage):
             if span is not None:
                 return self._partial(exchange, stored, decision.age, span)
         self.cache.count.hit_bytes += 0 if exchange.head_request else len(stored.body)
+        self.served = stored
         return Answer(
             status=stored.status,
             headers=_served(stored, decision.age),
@@ -415,6 +419,7 @@ class CacheJob(ResponseStage):
             request_time=self.request_time,
             response_time=exchange.ctx.wall,
             variant=stored.variant,
+            encoded=dict(stored.encoded),  # a 304 says the body, and so its encodings, hold
         )
         if "no-store" in directives:
             cache.store.remove(stored.key)
@@ -438,6 +443,7 @@ class CacheJob(ResponseStage):
             return
         head.status, head.reason = stored.status, stored.reason
         head.headers = _served(stored, age)
+        self.served = stored
         self.replacement = b"" if exchange.head_request else stored.body
 
     def _invalidate(self, exchange: Exchange, headers: Headers) -> None:
@@ -514,6 +520,17 @@ class CacheJob(ResponseStage):
         for waiter in waiters or ():
             waiter.cache_resumed()
 
+    def encoding(self, coding: str) -> bytes | None:
+        """The served stored body, already compressed with ``coding``, if a hit made it."""
+        served = self.served
+        return None if served is None else served.encoded.get(coding)
+
+    def keep_encoding(self, coding: str, data: bytes) -> None:
+        """The served stored body compressed with ``coding``: keep it for the next hits."""
+        served = self.served
+        if served is not None:
+            self.cache.store.add_encoding(served, coding, data)
+
     def outcome(self) -> str:
         """What the cache did, in one word, for the access log (like nginx's cache status)."""
         status = self.status
@@ -545,6 +562,7 @@ class CacheJob(ResponseStage):
             self.serving = True
             self.status.fwd = "stale"
             self.status.detail = "stale-if-error"
+            self.served = stored
             return status, Answer(
                 status=stored.status,
                 headers=_served(stored, age_of(stored, exchange.ctx.wall)),

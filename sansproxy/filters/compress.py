@@ -7,6 +7,10 @@ wants it (:func:`~sansproxy.compression.negotiate.choose_coding`), rewrites the
 head, and from then on feeds each body piece to the encoder. A response without
 a known length, and any ``text/event-stream``, is flushed piece by piece, so that
 streamed content reaches the client as soon as it would have uncompressed.
+
+A response served from the cache is compressed once per coding: the first hit
+that asks for a coding keeps its encoded body beside the stored response, and
+later hits send those bytes as they are (``docs/compression.md``, "With the cache").
 """
 
 from __future__ import annotations
@@ -42,13 +46,18 @@ class Compress:
 class _CompressStage(ResponseStage):
     """One response's encoder, once its head has shown that it is to be encoded."""
 
-    __slots__ = ("count", "encoder")
+    __slots__ = ("coding", "count", "encoder", "kept", "ready")
 
     transforms_body = True
 
     def __init__(self) -> None:
         self.encoder: Encoder | None = None
         self.count: CompressionCount | None = None
+        self.coding = ""
+        self.ready: bytes | None = None
+        """A stored response's body already encoded in the chosen coding (sent at the end)."""
+        self.kept: list[bytes] | None = None
+        """The encoded pieces of a stored response's body, kept for the next hits."""
 
     def head(self, exchange: Exchange, head: OutgoingHead) -> None:
         """Decide, and rewrite the head of a response that will be encoded."""
@@ -71,14 +80,25 @@ class _CompressStage(ResponseStage):
         streaming = media_type(head.headers) == "text/event-stream" or not any(
             name == b"content-length" for name, _ in head.headers
         )
-        self.encoder = new_encoder(coding, level=settings.level(coding), flush_each=streaming)
         head.headers = compressed_head(head.headers, coding)
         counts = exchange.ctx.compression
         self.count = count = counts.get(coding) or counts.setdefault(coding, CompressionCount())
         count.responses += 1
+        self.coding = coding
+        job = exchange.cache
+        if job is not None and job.served is not None and not streaming:
+            self.ready = job.encoding(coding)
+            if self.ready is not None:
+                count.bytes_in += len(job.served.body)
+                count.bytes_out += len(self.ready)
+                return
+            self.kept = []
+        self.encoder = new_encoder(coding, level=settings.level(coding), flush_each=streaming)
 
     def body(self, exchange: Exchange, data: bytes) -> bytes:
         """The encoded piece (possibly nothing yet)."""
+        if self.ready is not None:
+            return b""  # the encoded body goes at the end, whole
         encoder = self.encoder
         if encoder is None:
             return data
@@ -87,10 +107,16 @@ class _CompressStage(ResponseStage):
         assert count is not None
         count.bytes_in += len(data)
         count.bytes_out += len(out)
+        if self.kept is not None and out:
+            self.kept.append(out)
         return out
 
     def end(self, exchange: Exchange, trailers: Headers) -> bytes:
         """The end of the encoded stream."""
+        ready = self.ready
+        if ready is not None:
+            self.ready = None
+            return ready
         encoder = self.encoder
         if encoder is None:
             return b""
@@ -99,4 +125,10 @@ class _CompressStage(ResponseStage):
         count = self.count
         assert count is not None
         count.bytes_out += len(out)
+        kept = self.kept
+        job = exchange.cache
+        if kept is not None and job is not None:
+            kept.append(out)
+            job.keep_encoding(self.coding, b"".join(kept))
+            self.kept = None
         return out

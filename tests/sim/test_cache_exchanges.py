@@ -593,3 +593,46 @@ def test_a_range_request_without_a_stored_response_goes_through_and_is_not_store
     assert 'detail="range request"' in cache_status(response)
     assert cache_status(get(net)).startswith("sansproxy; fwd=uri-miss; stored")
     assert len(backend.requests) == 2
+
+
+def compressing_world() -> tuple[SimNet, FakeBackend, Origin]:
+    net = SimNet(
+        dataclasses.replace(
+            caching(), compression=Compression(enabled=True, min_size=0, types=("text/*",))
+        ),
+        start=START,
+    )
+    origin = Origin(net, body=b"text " * 400)
+    origin.headers = (("cache-control", "max-age=60"), ("content-type", "text/plain"))
+    return net, net.add_backend("10.0.0.1", 80, origin), origin
+
+
+def test_a_hit_is_compressed_once_per_coding_and_the_encoding_kept() -> None:
+    net, backend, origin = compressing_world()
+    get(net)
+    gzip_headers = (("accept-encoding", "gzip"),)
+    first = get(net, headers=gzip_headers)
+    before = net.proxy.cache_statistics()["listener-0"].bytes
+    second = get(net, headers=gzip_headers)
+    assert gzip.decompress(first.body) == gzip.decompress(second.body) == origin.body
+    assert second.body == first.body  # the kept encoding, sent as it is
+    assert net.proxy.cache_statistics()["listener-0"].bytes == before
+    assert before > len(origin.body) + len(first.body)  # the encoding counts in the store
+    assert get(net).body == origin.body  # identity still there for who asks for it
+    # A 304 keeps the stored encodings: the body did not change.
+    net.advance(61)
+    third = get(net, headers=gzip_headers)
+    assert "fwd-status=304" in cache_status(third)
+    assert third.body == first.body
+    assert len(backend.requests) == 2
+
+
+def test_a_compressed_hit_answers_a_conditional_request_with_its_weak_etag() -> None:
+    net, backend, _ = compressing_world()
+    get(net)
+    compressed = get(net, headers=(("accept-encoding", "gzip"),))
+    etag = compressed.header(b"etag")
+    assert etag == b'W/"v1"'
+    again = get(net, headers=(("accept-encoding", "gzip"), ("if-none-match", etag.decode())))
+    assert again.status == 304
+    assert len(backend.requests) == 1
