@@ -90,5 +90,6 @@ class RouteCache:
                 defaults=dict(settings.default_ttl),
                 heuristic_max=settings.heuristic_max_age,
                 honour_no_cache=settings.honour_request_no_cache,
+                targeted=settings.targeted_fields,
             ),
         )

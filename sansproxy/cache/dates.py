@@ -25,56 +25,67 @@ _WEEKDAYS = frozenset(
 )
 
 
-def parse_http_date(value: bytes) -> int | None:
-    """Unix seconds of an HTTP-date, or None when ``value`` is not one."""
-    parts = value.strip().split()
+def parse_http_date(value: bytes, *, now: float | None = None) -> int | None:
+    """Unix seconds of an HTTP-date, or None when ``value`` is not one.
+
+    The fields are separated by single spaces, as the grammar says (asctime pads a
+    one-digit day with a second one). ``now`` places an RFC 850 two-digit year: one
+    that would be more than 50 years ahead of it is in the century before (§5.6.7);
+    without ``now``, years 00 to 49 are 2000 to 2049.
+    """
+    parts = value.strip().split(b" ")
     try:
         if len(parts) == 6 and parts[0].endswith(b","):
             # IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT
             weekday, day, month, year, clock, zone = parts
-            return _build(weekday[:-1], day, month, year, clock, zone, short_year=False)
+            if not _digits(day, 2):
+                return None
+            return _build(weekday[:-1], day, month, clock, zone, year=_long_year(year))
         if len(parts) == 4 and parts[0].endswith(b","):
             # RFC 850: Sunday, 06-Nov-94 08:49:37 GMT
             weekday, date, clock, zone = parts
             day, month, year = date.split(b"-")
-            return _build(weekday[:-1], day, month, year, clock, zone, short_year=True)
-        if len(parts) == 5:
-            # asctime: Sun Nov  6 08:49:37 1994
+            if not _digits(day, 2):
+                return None
+            return _build(weekday[:-1], day, month, clock, zone, year=_short_year(year, now))
+        if len(parts) == 6 and parts[2] == b"" and _digits(parts[3], 1):
+            del parts[2]  # asctime with a one-digit day: Sun Nov  6 08:49:37 1994
+        if len(parts) == 5 and not parts[0].endswith(b","):
+            # asctime: Sun Nov 16 08:49:37 1994
             weekday, month, day, clock, year = parts
-            return _build(weekday, day, month, year, clock, b"GMT", short_year=False)
+            if not (_digits(day, 2) or _digits(day, 1)):
+                return None
+            return _build(weekday, day, month, clock, b"GMT", year=_long_year(year))
     except ValueError:
         return None
     return None
 
 
-def _build(  # noqa: PLR0917 (the parts of a date, in the order they are named)
-    weekday: bytes,
-    day: bytes,
-    month: bytes,
-    year: bytes,
-    clock: bytes,
-    zone: bytes,
-    *,
-    short_year: bool,
+def _long_year(year: bytes) -> int | None:
+    return int(year) if _digits(year, 4) else None
+
+
+def _short_year(year: bytes, now: float | None) -> int | None:
+    if not _digits(year, 2):
+        return None
+    current = 2000 if now is None else _gmtime(int(now))[0]
+    candidate = current - current % 100 + int(year)
+    if now is None:
+        return candidate if candidate < 2050 else candidate - 100
+    return candidate - 100 if candidate > current + 50 else candidate
+
+
+def _build(
+    weekday: bytes, day: bytes, month: bytes, clock: bytes, zone: bytes, *, year: int | None
 ) -> int | None:
-    if weekday.lower() not in _WEEKDAYS or zone != b"GMT":
+    # Day, month and zone names are matched case-insensitively (a lenient reading).
+    if year is None or weekday.lower() not in _WEEKDAYS or zone.upper() != b"GMT":
         return None
     number = _MONTHS.get(month.lower())
     fields = clock.split(b":")
     if number is None or len(fields) != 3 or not all(_digits(f, 2) for f in fields):
         return None
-    if not (_digits(day, 2) or _digits(day, 1)):
-        return None
-    if short_year:
-        if not _digits(year, 2):
-            return None
-        # RFC 9110 §5.6.7: a two-digit year more than 50 years ahead is in the past century.
-        full = 2000 + int(year)
-        year_number = full - 100 if full > 2049 else full
-    else:
-        if not _digits(year, 4):
-            return None
-        year_number = int(year)
+    year_number = year
     hour, minute, second = (int(f) for f in fields)
     day_number = int(day)
     if not (1 <= day_number <= 31 and hour <= 23 and minute <= 59 and second <= 60):

@@ -33,11 +33,24 @@ MAX_DELTA = 2**31
 
 
 class CacheControl:
-    """The directives of one message's Cache-Control fields."""
+    """The directives of one message's Cache-Control fields.
 
-    __slots__ = ("_conflicts", "_items")
+    ``targeted`` is True when they came from a targeted field (RFC 9213), which
+    also stands in for ``Expires``.
+    """
+
+    __slots__ = ("_conflicts", "_items", "targeted")
+
+    @classmethod
+    def of(cls, items: dict[str, bytes | None], *, targeted: bool) -> CacheControl:
+        """Directives already parsed (from a targeted field)."""
+        directives = cls(())
+        directives._items = dict(items)
+        directives.targeted = targeted
+        return directives
 
     def __init__(self, values: Iterable[bytes]) -> None:
+        self.targeted = False
         items: dict[str, bytes | None] = {}
         conflicts: set[str] = set()
         for value in values:
@@ -74,9 +87,13 @@ class CacheControl:
         return INVALID if argument is None else parse_delta(argument)
 
     def field_names(self, name: str) -> frozenset[bytes] | None:
-        """The field names argument of ``no-cache`` or ``private``: None when unqualified."""
+        """The field names argument of ``no-cache`` or ``private``: None when unqualified.
+
+        Conflicting duplicates (``private="a", private``) read as unqualified, the
+        most restrictive reading (§4.2.1): an unqualified one anywhere must win.
+        """
         argument = self._items.get(name)
-        if argument is None:
+        if argument is None or name in self._conflicts:
             return None
         names = frozenset(n.strip().lower() for n in argument.split(b",") if n.strip())
         return names or None

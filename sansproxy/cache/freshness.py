@@ -74,9 +74,9 @@ def freshness_lifetime(
         seconds = directives.seconds(name)
         if seconds is not None:
             return Lifetime(0 if seconds == INVALID else seconds, name)
-    expires_count = _count(headers, b"expires")
+    expires_count = 0 if directives.targeted else _count(headers, b"expires")
     if expires_count:
-        expires = parse_http_date(header_value(headers, b"expires") or b"")
+        expires = parse_http_date(header_value(headers, b"expires") or b"", now=response_time)
         if expires is None or expires_count > 1:
             return Lifetime(0, "expires")  # an invalid Expires is a time in the past (§5.3)
         date = _date(headers, response_time)
@@ -84,7 +84,9 @@ def freshness_lifetime(
     if default is not None:
         return Lifetime(default, "default")
     if status in HEURISTIC_STATUSES or "public" in directives:
-        modified = parse_http_date(header_value(headers, b"last-modified") or b"")
+        modified = parse_http_date(
+            header_value(headers, b"last-modified") or b"", now=response_time
+        )
         if modified is not None:
             elapsed = _date(headers, response_time) - modified
             if elapsed > 0:
@@ -93,7 +95,7 @@ def freshness_lifetime(
 
 
 def _date(headers: Headers, response_time: float) -> int:
-    date = parse_http_date(header_value(headers, b"date") or b"")
+    date = parse_http_date(header_value(headers, b"date") or b"", now=response_time)
     return int(response_time) if date is None else date
 
 

@@ -79,8 +79,9 @@ def _normalised(headers: Headers, name: bytes) -> bytes | None:
     if value is None:
         return None
     members = [m.strip() for m in value.split(b",")]
-    if name == b"accept-encoding":
-        # Codings are case-insensitive and their order means nothing (qvalues do).
+    if name in (b"accept-encoding", b"accept-language"):
+        # Codings and language tags are case-insensitive, and their order means
+        # nothing (their qvalues do).
         members = sorted({m.lower().replace(b" ", b"") for m in members if m})
     return b",".join(members)
 

@@ -15,6 +15,7 @@ from sansproxy.cache.dates import parse_http_date
 from sansproxy.cache.directives import INVALID, cache_control, pragma_no_cache
 from sansproxy.cache.freshness import current_age, freshness_lifetime, header_value
 from sansproxy.cache.keys import matches
+from sansproxy.cache.targeted import response_directives
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -41,6 +42,8 @@ class Policy:
     heuristic_max: int = 86400
     honour_no_cache: bool = True
     """Whether a request's ``no-cache`` (or ``Pragma: no-cache``) forces a revalidation."""
+    targeted: tuple[bytes, ...] = (b"cdn-cache-control",)
+    """Targeted fields (RFC 9213) that, when valid, stand in for Cache-Control."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -97,7 +100,7 @@ def decide(
     chosen = _select(variants, request_headers)
     if chosen is None:
         return _forward("vary-miss", only_if_cached)
-    directives = cache_control(chosen.headers)
+    directives = response_directives(chosen.headers, policy.targeted)
     lifetime = lifetime_of(chosen, directives, policy)
     age = age_of(chosen, now)
     ttl = lifetime - age
@@ -173,7 +176,7 @@ def stale_if_error(
     response: StoredResponse, request_headers: Headers, now: float, policy: Policy
 ) -> bool:
     """Whether ``response`` may stand in for a failed or 5xx answer (RFC 5861 §4)."""
-    directives = cache_control(response.headers)
+    directives = response_directives(response.headers, policy.targeted)
     if _must_revalidate(directives):
         return False
     lifetime = lifetime_of(response, directives, policy)

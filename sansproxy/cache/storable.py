@@ -69,7 +69,7 @@ def refusal(
         "public" in directives
         or "max-age" in directives
         or "s-maxage" in directives
-        or any(name == b"expires" for name, _ in response_headers)
+        or (not directives.targeted and any(name == b"expires" for name, _ in response_headers))
     )
     if not (explicit or has_default or status in HEURISTIC_STATUSES):
         return "no freshness"

@@ -9,6 +9,7 @@ from sansproxy.config._values import (
     _array,
     _bool,
     _check_keys,
+    _choice,
     _Invalid,
     _key,
     _parse_network,
@@ -28,7 +29,8 @@ _KEYS = (
     "default_ttl",
     "heuristic_max_age",
     "honour_request_no_cache",
-    "store_set_cookie",
+    "set_cookie",
+    "targeted_fields",
     "status_header",
     "coalesce",
     "coalesce_timeout",
@@ -48,9 +50,13 @@ def cache(value: object, path: str, base: CacheSettings | None = None) -> CacheS
     _check_keys(table, path, _KEYS)
     result = CacheSettings() if base is None else base
     changes: dict[str, object] = {}
-    for name in ("enabled", "honour_request_no_cache", "store_set_cookie", "status_header"):
+    for name in ("enabled", "honour_request_no_cache", "status_header"):
         if name in table:
             changes[name] = _bool(table[name], _key(path, name))
+    if "set_cookie" in table:
+        changes["set_cookie"] = _choice(
+            table["set_cookie"], _key(path, "set_cookie"), ("store", "strip", "refuse")
+        )
     if "coalesce" in table:
         changes["coalesce"] = _bool(table["coalesce"], _key(path, "coalesce"))
     for name in ("max_size", "max_object_size"):
@@ -58,6 +64,8 @@ def cache(value: object, path: str, base: CacheSettings | None = None) -> CacheS
             changes[name] = _size(table[name], _key(path, name), zero_allowed=False)
     if "key_headers" in table:
         changes["key_headers"] = _names(table["key_headers"], _key(path, "key_headers"))
+    if "targeted_fields" in table:
+        changes["targeted_fields"] = _names(table["targeted_fields"], _key(path, "targeted_fields"))
     if "key_cookies" in table:
         changes["key_cookies"] = _cookies(table["key_cookies"], _key(path, "key_cookies"))
     if "default_ttl" in table:

@@ -369,8 +369,12 @@ class CacheSettings:
     """The cap on a heuristic lifetime (10 % of the time since Last-Modified)."""
     honour_request_no_cache: bool = True
     """Whether a client's ``no-cache`` (or ``Pragma: no-cache``) forces a revalidation."""
-    store_set_cookie: bool = False
-    """Store responses that set cookies (the cookie itself is never stored)."""
+    set_cookie: str = "store"
+    """Responses that set cookies: ``store`` them as they are (RFC 9111 §7.3: Set-Cookie
+    does not inhibit caching), ``strip`` the cookie from the stored copy, or ``refuse``
+    to store them."""
+    targeted_fields: tuple[bytes, ...] = (b"cdn-cache-control",)
+    """Targeted fields (RFC 9213), first match first, that stand in for Cache-Control."""
     status_header: bool = True
     """Send ``Cache-Status`` (RFC 9211) on the route's responses."""
     coalesce: bool = True

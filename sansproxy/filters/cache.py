@@ -35,6 +35,7 @@ from sansproxy.cache.ranges import UNSATISFIABLE, requested_range
 from sansproxy.cache.status import CacheStatus
 from sansproxy.cache.storable import refusal
 from sansproxy.cache.store import StoredResponse, entry_size
+from sansproxy.cache.targeted import response_directives
 from sansproxy.cache.validation import (
     CONDITIONALS,
     client_not_modified,
@@ -350,7 +351,7 @@ class CacheJob(ResponseStage):
             return
         request_headers = self.client_headers or exchange.request_headers
         request_cc = cache_control(request_headers)
-        directives = cache_control(head.headers)
+        directives = response_directives(head.headers, cache.policy.targeted)
         reason = (
             "request no-store"
             if "no-store" in request_cc
@@ -360,7 +361,7 @@ class CacheJob(ResponseStage):
                 response_headers=head.headers,
                 directives=directives,
                 has_default=status in cache.policy.defaults,
-                store_set_cookie=cache.settings.store_set_cookie,
+                store_set_cookie=cache.settings.set_cookie != "refuse",
             )
         )
         length = header_value(head.headers, b"content-length")
@@ -379,7 +380,7 @@ class CacheJob(ResponseStage):
         leave_out = (directives.field_names("private") or frozenset()) | (
             directives.field_names("no-cache") or frozenset()
         )
-        if cache.settings.store_set_cookie:
+        if cache.settings.set_cookie == "strip":
             leave_out |= {b"set-cookie"}
         names = vary_names(head.headers)
         settings = cache.settings
@@ -405,7 +406,7 @@ class CacheJob(ResponseStage):
         """A 304: the stored response, freshened, stands for the answer (§4.3.4)."""
         cache = self.cache
         cache.count.revalidated += 1
-        directives = cache_control(head.headers)
+        directives = response_directives(head.headers, cache.policy.targeted)
         leave_out = (directives.field_names("private") or frozenset()) | (
             directives.field_names("no-cache") or frozenset()
         )
@@ -597,6 +598,6 @@ def _date_of(stored: StoredResponse) -> int:
 
 
 def _age_of(headers: Headers) -> Headers:
-    """The backend's Age, kept with the stored response for §4.2.3 (first member only)."""
-    value = header_value(headers, b"age")
+    """The backend's Age, kept with the stored response for §4.2.3 (its first line: §5.1)."""
+    value = next((value for name, value in headers if name == b"age"), None)
     return [] if value is None else [(b"age", value)]

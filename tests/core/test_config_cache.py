@@ -42,7 +42,7 @@ key_cookies = ["tenant"]
 default_ttl = { "200" = "10m", "404" = 30 }
 heuristic_max_age = "2h"
 honour_request_no_cache = false
-store_set_cookie = true
+set_cookie = "strip"
 status_header = false
 coalesce = false
 coalesce_timeout = 1.5
@@ -58,7 +58,7 @@ purge_from = ["10.0.0.0/8", "192.168.1.7"]
     assert cache.default_ttl == ((200, 600), (404, 30))
     assert cache.heuristic_max_age == 7200
     assert not cache.honour_request_no_cache
-    assert cache.store_set_cookie
+    assert cache.set_cookie == "strip"
     assert not cache.status_header
     assert not cache.coalesce
     assert cache.coalesce_timeout == 1.5
@@ -132,6 +132,7 @@ upstream = "app"
         ),
         ("heuristic_max_age = -1", "cache.heuristic_max_age", None),
         ("coalesce_timeout = 0", "cache.coalesce_timeout", "must be a positive number"),
+        ('set_cookie = "keep"', "cache.set_cookie", "must be one of store, strip, refuse"),
         (
             'purge_method = "GET"',
             "cache.purge_method",

@@ -186,7 +186,6 @@ def test_a_clients_condition_is_kept_apart_from_the_revalidation() -> None:
         ((("cache-control", "private, max-age=60"),), (), "private"),
         ((("cache-control", "max-age=60"),), (("authorization", "Basic eDp5"),), "authorization"),
         ((("cache-control", "max-age=60"), ("vary", "*")), (), "vary *"),
-        ((("cache-control", "max-age=60"), ("set-cookie", "a=b")), (), "set-cookie"),
         ((("cache-control", "max-age=60"),), (("cache-control", "no-store"),), "request no-store"),
     ],
 )
@@ -203,8 +202,39 @@ def test_what_must_not_be_stored_is_not(
     assert len(backend.requests) == 2
 
 
+def test_a_set_cookie_response_is_stored_and_replayed_as_rfc_9111_says() -> None:
+    net, backend, origin = world()
+    origin.headers = (("cache-control", "max-age=60"), ("set-cookie", "theme=dark"))
+    get(net)
+    second = get(net)
+    assert cache_status(second).startswith("sansproxy; hit")
+    assert second.header(b"set-cookie") == b"theme=dark"
+    assert len(backend.requests) == 1
+
+
+def test_no_cache_naming_set_cookie_keeps_the_cookie_out_of_the_store() -> None:
+    net, backend, origin = world()
+    origin.headers = (
+        ("cache-control", 'max-age=60, no-cache="Set-Cookie"'),
+        ("set-cookie", "session=alice"),
+    )
+    assert get(net).header(b"set-cookie") == b"session=alice"
+    second = get(net)
+    assert cache_status(second).startswith("sansproxy; hit")
+    assert second.header(b"set-cookie") is None
+    assert len(backend.requests) == 1
+
+
+def test_set_cookie_refuse_stores_no_response_that_sets_a_cookie() -> None:
+    net, backend, origin = world(set_cookie="refuse")
+    origin.headers = (("cache-control", "max-age=60"), ("set-cookie", "a=b"))
+    assert 'detail="set-cookie"' in cache_status(get(net))
+    get(net)
+    assert len(backend.requests) == 2
+
+
 def test_a_stored_set_cookie_response_never_hands_the_cookie_to_another_client() -> None:
-    net, backend, origin = world(store_set_cookie=True)
+    net, backend, origin = world(set_cookie="strip")
     origin.headers = (("cache-control", "max-age=60"), ("set-cookie", "session=alice"))
     assert get(net).header(b"set-cookie") == b"session=alice"
     second = get(net)
@@ -636,3 +666,34 @@ def test_a_compressed_hit_answers_a_conditional_request_with_its_weak_etag() -> 
     again = get(net, headers=(("accept-encoding", "gzip"), ("if-none-match", etag.decode())))
     assert again.status == 304
     assert len(backend.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "stored"),
+    [
+        ((("cache-control", "no-store"), ("cdn-cache-control", "max-age=600")), True),
+        ((("cache-control", "max-age=600"), ("cdn-cache-control", "no-store")), False),
+        ((("cache-control", "max-age=600"), ("cdn-cache-control", "private")), False),
+        # An invalid targeted field is ignored as a whole: Cache-Control applies.
+        ((("cache-control", "no-store"), ("cdn-cache-control", "max-age=600, &&&")), False),
+        ((("cache-control", "no-store"), ("cdn-cache-control", 'max-age="600"')), False),
+        ((("expires", "0"), ("cdn-cache-control", "max-age=600")), True),
+    ],
+)
+def test_cdn_cache_control_takes_the_place_of_cache_control(
+    headers: tuple[tuple[str, str], ...], stored: bool
+) -> None:
+    net, backend, origin = world()
+    origin.headers = headers
+    first = get(net)
+    assert first.header(b"cdn-cache-control") is not None  # forwarded as it is
+    get(net)
+    assert len(backend.requests) == (1 if stored else 2)
+
+
+def test_targeted_fields_can_be_turned_off() -> None:
+    net, backend, origin = world(targeted_fields=())
+    origin.headers = (("cache-control", "no-store"), ("cdn-cache-control", "max-age=600"))
+    get(net)
+    get(net)
+    assert len(backend.requests) == 2
