@@ -120,7 +120,7 @@ class MemoryStore:
         self._evict(keep=response.key)
 
     def replace(self, old: StoredResponse, new: StoredResponse) -> None:
-        """Put ``new`` where ``old`` was (``old`` may have been evicted meanwhile)."""
+        """Put ``new`` in place of ``old``, as the newest variant (``old`` may be gone already)."""
         variants = self._keys.get(old.key)
         if variants is None or old not in variants:
             self.put(new)
@@ -131,7 +131,9 @@ class MemoryStore:
             if not variants:
                 del self._keys[old.key]
             return
-        variants[variants.index(old)] = new
+        # The update is the most recently stored variant: first, so eviction takes it last.
+        variants.remove(old)
+        variants.insert(0, new)
         self.bytes += new.size - old.size
         self._keys.move_to_end(old.key)
         self._evict(keep=old.key)

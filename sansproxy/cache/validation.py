@@ -88,10 +88,9 @@ def client_not_modified(request: Headers, stored: Headers, *, stored_date: int) 
     """
     if_none_match = [value for name, value in request if name == b"if-none-match"]
     if if_none_match:
-        etags = [value for name, value in stored if name == b"etag"]
-        if not etags:
-            return False
+        # "*" matches any current representation, with or without an ETag (RFC 9110 §13.1.2).
         wanted = {_weak(t) for value in if_none_match for t in _etag_list(value)}
+        etags = [value for name, value in stored if name == b"etag"]
         return b"*" in wanted or any(_weak(tag) in wanted for tag in etags)
     since = header_value(request, b"if-modified-since")
     if since is None:
