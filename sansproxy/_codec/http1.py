@@ -62,6 +62,7 @@ from sansproxy._codec import (
     ResponseHead,
 )
 from sansproxy._codec._authority import valid_authority
+from sansproxy._codec._h1response import ResponseHeads
 from sansproxy._codec._h1scan import ChunkScanner, HeadScanner, Refusal
 from sansproxy._codec._h1write import (
     CHUNKED,
@@ -101,6 +102,9 @@ def _stand_in(method: bytes, close: bool, upgrade: bool) -> h11.Request:
         fields.append((b"upgrade", b"stand-in"))
     return h11.Request(method=method, target=b"/", headers=fields)
 
+
+_HEAD_LIMIT = 16 * 1024
+"""The most bytes a backend's response head may take: h11's own default limit."""
 
 _STAND_INS = {
     (method, close, upgrade): _stand_in(method, close, upgrade)
@@ -541,12 +545,28 @@ class ServerCodec(_Codec):
 class ClientCodec(_Codec):
     """Faces a backend: writes requests, parses responses."""
 
-    __slots__ = ("_untrusted",)
+    __slots__ = ("_heads", "_untrusted")
 
     def __init__(self) -> None:
         super().__init__(h11.Connection(h11.CLIENT))
         self._untrusted = False
-        """The backend framed a response both ways: its connection is not reused."""
+        """The backend framed a response both ways, or to its close: no reuse."""
+        self._heads: ResponseHeads | None = ResponseHeads(_HEAD_LIMIT)
+
+    def receive(self, data: bytes) -> None:
+        """Feed bytes read from the backend (``b""``: EOF), reframing a head h11 cannot."""
+        heads = self._heads
+        if heads is not None:
+            passed = heads.feed(data) if data else heads.flush()
+            if heads.done:
+                self._heads = None
+                if heads.rewrote:
+                    self._untrusted = True
+            if passed:
+                super().receive(passed)
+            if data:
+                return
+        super().receive(data)
 
     def next_event(self) -> CodecEvent | None:
         """The next response event, or None when more bytes are needed."""
@@ -561,6 +581,7 @@ class ClientCodec(_Codec):
         """
         if not self._ended or self._conn.their_state is not h11.DONE or self._untrusted:
             return False
+        self._heads = ResponseHeads(_HEAD_LIMIT)
         self._next_parser(h11.Connection(h11.CLIENT))
         return True
 
