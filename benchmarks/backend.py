@@ -5,7 +5,10 @@ must never hold a body in memory. Each ``GET /<name>`` answers with a fixed body
 size named in :data:`BODIES` (``/1g``-sized bodies are written in flow-controlled slices of
 one shared buffer), keep-alive, ``Content-Length`` framing. ``POST`` or ``PUT /upload``
 reads and discards a ``Content-Length`` body and answers only after its last byte, with the
-byte count, so a proxy that cut an upload short is caught. Run it alone with::
+byte count, so a proxy that cut an upload short is caught. ``GET /cached/<name>`` answers
+the small bodies with ``Cache-Control: max-age=3600`` (:data:`CACHE_CONTROL`), for the cache
+scenarios; ``GET /_stats`` says how many requests it has answered (itself not counted), so
+the suite sees how many reached it through a caching proxy. Run it alone with::
 
     python -m benchmarks.backend --port 9000 [--transfer-bytes N]
 
@@ -18,15 +21,52 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import re
 from typing import cast
 
-__all__ = ["BODIES", "JSON_NAME", "body_sizes", "json_body", "main", "serve"]
+__all__ = [
+    "BODIES",
+    "CACHED_PREFIX",
+    "CACHE_CONTROL",
+    "JSON_NAME",
+    "STATS_PATH",
+    "body_sizes",
+    "json_body",
+    "main",
+    "parse_stats",
+    "serve",
+]
 
 #: Body sizes of the static paths (``/1g`` is replaced by ``--transfer-bytes`` when given).
 BODIES: dict[str, int] = {"100b": 100, "16k": 16 * 1024, "1m": 1024 * 1024, "1g": 1024**3}
 
 JSON_NAME = "json100k"
 """A 100 KiB JSON document (``application/json``), for the compression scenarios."""
+
+
+CACHED_PREFIX = "/cached/"
+"""``/cached/<name>`` is ``/<name>`` with :data:`CACHE_CONTROL` (bodies of 1 MiB or less)."""
+
+CACHE_CONTROL = "max-age=3600"
+"""What the backend says of the cached paths: fresh for the whole run."""
+
+STATS_PATH = "/_stats"
+"""How many requests the backend has answered: ``requests N`` here, nginx's stub_status there."""
+
+_BUILTIN_STATS = re.compile(r"^requests (\d+)$", re.M)
+_NGINX_STATS = re.compile(r"^\s*\d+\s+\d+\s+(\d+)\s*$", re.M)
+
+
+def parse_stats(text: str) -> int | None:
+    """The request count in a :data:`STATS_PATH` answer (the built-in's or nginx's), or None.
+
+    nginx's ``stub_status`` counts the request that asks, the built-in backend does not.
+    """
+    found = _BUILTIN_STATS.search(text)
+    if found is not None:
+        return int(found.group(1))
+    found = _NGINX_STATS.search(text)
+    return None if found is None else int(found.group(1))
 
 
 def json_body(size: int = 100 * 1024) -> bytes:
@@ -54,6 +94,7 @@ def json_body(size: int = 100 * 1024) -> bytes:
     return bytes(text.ljust(size - 1) + b"]")
 
 
+_STATS_TARGET = STATS_PATH.encode()
 _SLICE = 256 * 1024
 _FILLER = memoryview(b"x" * _SLICE)
 _MAX_HEAD = 64 * 1024
@@ -67,7 +108,9 @@ def body_sizes(transfer_bytes: int | None = None) -> dict[str, int]:
     return sizes
 
 
-def _head(status: bytes, length: int, media: bytes = b"application/octet-stream") -> bytes:
+def _head(
+    status: bytes, length: int, media: bytes = b"application/octet-stream", extra: bytes = b""
+) -> bytes:
     return (
         b"HTTP/1.1 "
         + status
@@ -75,20 +118,33 @@ def _head(status: bytes, length: int, media: bytes = b"application/octet-stream"
         + media
         + b"\r\nContent-Length: "
         + str(length).encode()
-        + b"\r\n\r\n"
+        + b"\r\n"
+        + extra
+        + b"\r\n"
     )
 
 
 class _Http(asyncio.Protocol):
     """One client connection: requests parsed by hand, answers written in order."""
 
+    answered = 0
+    """Requests answered on every connection (the :data:`STATS_PATH` ones left out)."""
+
     def __init__(self, sizes: dict[str, int]) -> None:
         self._sizes = sizes
+        small = {name: size for name, size in sizes.items() if size <= 1024 * 1024}
         self._small = {
             b"/" + name.encode(): _head(b"200 OK", size) + b"x" * size
-            for name, size in sizes.items()
-            if size <= 1024 * 1024
+            for name, size in small.items()
         }
+        cache_control = b"Cache-Control: " + CACHE_CONTROL.encode() + b"\r\n"
+        self._small.update(
+            (
+                (CACHED_PREFIX + name).encode(),
+                _head(b"200 OK", size, extra=cache_control) + b"x" * size,
+            )
+            for name, size in small.items()
+        )
         document = json_body()
         self._small[b"/" + JSON_NAME.encode()] = (
             _head(b"200 OK", len(document), b"application/json") + document
@@ -128,6 +184,11 @@ class _Http(asyncio.Protocol):
             del self._buffer[: end + 4]
             method, _, rest = head.partition(b" ")
             target = rest.partition(b" ")[0].partition(b"?")[0]
+            if target == _STATS_TARGET:
+                text = b"requests %d\n" % _Http.answered
+                transport.write(_head(b"200 OK", len(text), b"text/plain") + text)
+                continue
+            _Http.answered += 1
             if method in (b"POST", b"PUT") and target == b"/upload":
                 self._start_upload(head)
             elif target in self._small:

@@ -140,7 +140,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _list() -> None:
     print("scenarios:")
     for scenario in scenarios(1024**3, 10_000, 1000):
-        print(f"  {scenario.name:<12} {scenario.title}")
+        print(f"  {scenario.name:<16} {scenario.title}")
     print("peers:")
     for peer in PEERS:
         print(f"  {peer.name:<22} {peer.description}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchmarks.backend import CACHE_CONTROL, CACHED_PREFIX, STATS_PATH
+
 __all__ = ["argv", "backend_conf", "proxy_conf"]
 
 # Every path nginx would otherwise take from its compiled-in defaults (/var/lib/nginx, ...).
@@ -48,7 +50,12 @@ def _head(prefix: Path, nofile: int) -> str:
 
 
 def backend_conf(prefix: Path, port: int, root: Path, nofile: int) -> str:
-    """Serve the files of ``root`` on ``127.0.0.1:port`` with nginx: sendfile, keep-alive."""
+    """Serve the files of ``root`` on ``127.0.0.1:port`` with nginx: sendfile, keep-alive.
+
+    As the built-in backend does, ``/cached/<name>`` serves ``/<name>`` with
+    ``Cache-Control: max-age=3600`` and ``/_stats`` counts the requests answered (nginx's
+    ``stub_status``, which counts the request that asks as well).
+    """
     return (
         _head(prefix, nofile)
         + "http {\n"
@@ -66,6 +73,13 @@ def backend_conf(prefix: Path, port: int, root: Path, nofile: int) -> str:
         location = /json100k {{
             default_type application/json;
         }}
+        location {CACHED_PREFIX} {{
+            alias {root}/;
+            add_header Cache-Control "{CACHE_CONTROL}";
+        }}
+        location = {STATS_PATH} {{
+            stub_status;
+        }}
     }}
 }}
 """
@@ -82,6 +96,17 @@ _GZIP = """\
 """
 
 
+_CACHE_PATH = """\
+    proxy_cache_path {prefix}/cache levels=1:2 keys_zone=bench:10m max_size=256m inactive=1h
+                     use_temp_path=off;
+"""
+_CACHE = """\
+            proxy_cache bench;
+            proxy_cache_lock on;
+            add_header X-Cache-Status $upstream_cache_status;
+"""
+
+
 def proxy_conf(
     prefix: Path,
     port: int,
@@ -90,12 +115,17 @@ def proxy_conf(
     tls: tuple[Path, Path] | None = None,
     *,
     gzip: bool = False,
+    cache: bool = False,
 ) -> str:
     """Proxy with nginx, streaming, to ``127.0.0.1:upstream_port``, with an access log.
 
     With ``gzip`` it compresses what sansproxy does by default (text and JSON of 512
     bytes or more, at level 5, for any proxied response): open-source nginx has gzip
     only.
+
+    With ``cache`` it caches responses by their Cache-Control (``proxy_cache``, files
+    under ``prefix/cache`` that the page cache keeps in memory, one request per key fills
+    it: ``proxy_cache_lock``), as sansproxy's ``[cache]`` does.
 
     Upstream keep-alive caches 32 idle connections (sansproxy's ``max_idle_per_server``
     default); bodies stream both ways (no request buffering, no temporary files), as they
@@ -122,7 +152,7 @@ def proxy_conf(
     keepalive_timeout 600s;
     keepalive_requests 1000000;
     client_max_body_size 0;
-{_GZIP if gzip else ""}    upstream backend {{
+{_GZIP if gzip else ""}{_CACHE_PATH.format(prefix=prefix) if cache else ""}    upstream backend {{
         server 127.0.0.1:{upstream_port};
         keepalive 32;
         keepalive_requests 1000000;
@@ -137,7 +167,7 @@ def proxy_conf(
             proxy_set_header Host $host;
             proxy_request_buffering off;
             proxy_max_temp_file_size 0;
-        }}
+{_CACHE if cache else ""}        }}
     }}
 }}
 """

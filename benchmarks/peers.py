@@ -17,11 +17,11 @@ import shutil
 import ssl
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks import nginx
-from benchmarks.backend import JSON_NAME, body_sizes, json_body
+from benchmarks.backend import JSON_NAME, STATS_PATH, body_sizes, json_body, parse_stats
 from benchmarks.certs import Certificate
 from benchmarks.procs import CpuLayout, Process, free_port
 
@@ -167,6 +167,30 @@ class Backends:
     static_port: int
     sink_port: int
     processes: list[Process]
+    _asked: int = field(default=0, init=False, repr=False)  # stub_status questions so far
+
+    def requests_served(self) -> int | None:
+        """How many requests the static backend has answered so far (None: it cannot say).
+
+        The count leaves out these questions themselves (nginx's ``stub_status`` counts
+        them), so the difference between two readings is what reached it in between.
+        """
+        connection = http.client.HTTPConnection("127.0.0.1", self.static_port, timeout=5)
+        try:
+            connection.request("GET", STATS_PATH)
+            response = connection.getresponse()
+            text = response.read().decode("latin-1")
+        except (OSError, http.client.HTTPException):
+            return None
+        finally:
+            connection.close()
+        count = parse_stats(text) if response.status == 200 else None
+        if count is None:
+            return None
+        if self.kind == "nginx":
+            self._asked += 1
+            count -= self._asked
+        return count
 
     def stop(self) -> None:
         """Stop every backend process."""
@@ -271,7 +295,12 @@ class Running:
 
 
 def _sansproxy_toml(
-    port: int, upstream_port: int, tls: Certificate | None = None, *, compress: bool = False
+    port: int,
+    upstream_port: int,
+    tls: Certificate | None = None,
+    *,
+    compress: bool = False,
+    cache: bool = False,
 ) -> str:
     listener = f'address = "127.0.0.1:{port}"'
     if tls is not None:  # the default ALPN offer of a TLS listener: h2, then http/1.1
@@ -293,7 +322,10 @@ max_body_bytes = 0
 
 [logging]
 access_log = true
-""" + ("\n[compression]\nenabled = true\n" if compress else "")
+""" + (
+        ("\n[compression]\nenabled = true\n" if compress else "")
+        + ("\n[cache]\nenabled = true\n" if cache else "")
+    )
 
 
 def launch(
@@ -306,12 +338,15 @@ def launch(
     tag: str,
     tls: Certificate | None = None,
     compress: bool = False,
+    cache: bool = False,
 ) -> tuple[Running | None, str]:
     """Start ``peer`` in front of ``upstream_port`` and wait until it answers.
 
     With ``tls`` its listener terminates TLS with that certificate (only for peers whose
     ``tls`` is set) and the readiness check goes over TLS. With ``compress`` sansproxy and
     nginx compress responses (sansproxy with its defaults, nginx with gzip at level 5).
+    With ``cache`` they cache responses (sansproxy's ``[cache]`` with its defaults, nginx's
+    ``proxy_cache``).
 
     Returns:
         (running peer, "") or (None, why it could not start).
@@ -333,7 +368,7 @@ def launch(
         env, cwd = _checkout_env(), REPO
     elif peer.kind == "sansproxy":
         config = home / "proxy.toml"
-        config.write_text(_sansproxy_toml(port, upstream_port, tls, compress=compress))
+        config.write_text(_sansproxy_toml(port, upstream_port, tls, compress=compress, cache=cache))
         argv = [tools.python, "-m", "sansproxy_trio", "--config", str(config)]
         argv += ["--loop", peer.loop, "--workers", str(peer.workers)]
         env = _checkout_env()
@@ -341,7 +376,7 @@ def launch(
         assert tools.nginx is not None
         pair = None if tls is None else (tls.certificate, tls.private_key)
         conf = nginx.proxy_conf(
-            home, port, upstream_port, nofile=_nofile(), tls=pair, gzip=compress
+            home, port, upstream_port, nofile=_nofile(), tls=pair, gzip=compress, cache=cache
         )
         (home / "nginx.conf").write_text(conf)
         argv = nginx.argv(tools.nginx, home)

@@ -15,7 +15,9 @@ from benchmarks.load import Sample
 from benchmarks.runner import PeerResult, Scenario
 
 __all__ = [
+    "CACHE_HIT_SPEEDUP",
     "Target",
+    "backend_requests",
     "from_json",
     "markdown",
     "rows",
@@ -29,6 +31,14 @@ _SANSPROXY_ONE_WORKER = ("sansproxy-trio", "sansproxy-asyncio", "sansproxy-uvloo
 #: The HTTP/2 rate scenarios and their HTTP/1.1-over-TLS counterparts, by body size.
 _H2_VERSUS_H1 = (("100 B", "h2-100b", "h1tls-100b"), ("1 MiB", "h2-1m", "h1tls-1m"))
 _IDLE_H2_MAX = 150 * 1024
+#: The cache-hit scenarios, by body size: the uncached twin (cache off, the same path),
+#: and the plain scenario of the same size used when the twin was not run.
+_CACHE_PAIRS = (
+    ("100 B", "cache-hit-100b", "cache-miss-100b", "100b-c50"),
+    ("16 KiB", "cache-hit-16k", "cache-miss-16k", "16k-c50"),
+)
+#: A cache hit must give at least this many times the requests/s of the proxied miss.
+CACHE_HIT_SPEEDUP = 2.0
 
 
 def _find(results: Sequence[PeerResult], name: str) -> PeerResult | None:
@@ -227,7 +237,42 @@ def targets(
             Target(f"{titles.get('idle', 'idle')}: < 100 KiB each", peer, measured, _verdict(ok))
         )
     found += _h2_targets(get, titles)
+    found += _cache_targets(get)
     return found
+
+
+def _cache_targets(get: Callable[[str, str], PeerResult | None]) -> list[Target]:
+    """Cache hits against the same requests uncached, and what reached the backend."""
+    found = []
+    for size, hit, miss, plain in _CACHE_PAIRS:
+        for peer in _SANSPROXY_ONE_WORKER:
+            mine = get(hit, peer)
+            reference = miss if get(miss, peer) is not None else plain
+            theirs = get(reference, peer)
+            ratio = _ratio(_value(mine), _value(theirs))
+            measured = "—" if ratio is None else f"{ratio:.2f}x"
+            if mine and theirs:
+                measured += f" ({mine.value:,.0f} vs {theirs.value:,.0f} req/s in {reference})"
+            ok = None if ratio is None else ratio >= CACHE_HIT_SPEEDUP
+            target = f"{size} cache hit, 50 conns: req/s >= {CACHE_HIT_SPEEDUP:g}x uncached"
+            found.append(Target(target, peer, measured, _verdict(ok)))
+        for peer in _SANSPROXY_ONE_WORKER:
+            mine = get(hit, peer)
+            counted = backend_requests(mine) if mine else None
+            measured = "—"
+            if mine and counted is not None:
+                served = sum(s.extra.get("requests", 0.0) for s in mine.samples)
+                measured = f"{counted:,.0f} of {served:,.0f} requests"
+            ok = None if counted is None else counted == 0
+            target = f"{size} cache hit: no request reaches the backend"
+            found.append(Target(target, peer, measured, _verdict(ok)))
+    return found
+
+
+def backend_requests(result: PeerResult) -> float | None:
+    """The requests that reached the backend over the measured runs (None: not counted)."""
+    counts = [s.extra["backend_requests"] for s in result.samples if "backend_requests" in s.extra]
+    return sum(counts) if counts else None
 
 
 def _h2_targets(

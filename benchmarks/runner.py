@@ -8,11 +8,20 @@ the scenario, before the peers stop. Idle-connection runs start a fresh peer eac
 Scenarios whose ``protocol`` is not ``h1`` go over TLS: the peers that can (``Peer.tls``)
 are started with a TLS listener and the run's throwaway certificate, and loaded with
 h2load speaking HTTP/2 (``h2``) or wrk speaking HTTP/1.1 (``h1-tls``) to that listener.
+
+The cache scenarios request ``/cached/<size>``, which the backend answers with
+``Cache-Control: max-age=3600``: ``cache-hit-*`` with the proxies' caches on (filled by
+one request before the warm-up, so every measured request is a hit), ``cache-miss-*``
+the same requests with the caches off. Around each measured run of both, the backend
+says how many requests it answered, so a sample shows how many reached it
+(``extra["backend_requests"]``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import http.client
 import os
 import statistics
 import subprocess
@@ -23,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks import h2load
+from benchmarks.backend import CACHED_PREFIX
 from benchmarks.certs import Certificate, make_certificate
 from benchmarks.idle_h2 import hold_idle_h2
 from benchmarks.load import Sample, curl_download, curl_upload, hold_idle, wrk
@@ -54,11 +64,17 @@ class Scenario:
     protocol: str = "h1"  # h1 (cleartext HTTP/1.1), h1-tls (HTTP/1.1 over TLS), h2 (over TLS)
     streams: int = 1  # requests in flight per connection (HTTP/2 streams)
     accept_encoding: str = ""  # sent by the load generator; with it, the proxies compress
+    cache: bool = False  # the proxies cache responses (cache-hit-*)
 
     @property
     def tls(self) -> bool:
         """Whether the peers are reached over TLS."""
         return self.protocol != "h1"
+
+    @property
+    def counts_backend(self) -> bool:
+        """Whether each run records how many requests reached the backend (the cache pairs)."""
+        return self.path.startswith(CACHED_PREFIX)
 
 
 def _size(count: int) -> str:
@@ -97,6 +113,27 @@ def scenarios(
                 accept_encoding=coding,
             )
             for coding in ("gzip", "br", "zstd")
+        ),
+        *(
+            scenario
+            for name, title in (("100b", "100 B"), ("16k", "16 KiB"))
+            for scenario in (
+                Scenario(
+                    f"cache-miss-{name}",
+                    f"{title} cacheable, cache off, 50 connections",
+                    "rate",
+                    f"{CACHED_PREFIX}{name}",
+                    50,
+                ),
+                Scenario(
+                    f"cache-hit-{name}",
+                    f"{title} cache hit, 50 connections",
+                    "rate",
+                    f"{CACHED_PREFIX}{name}",
+                    50,
+                    cache=True,
+                ),
+            )
         ),
         Scenario(
             "h1tls-100b",
@@ -207,6 +244,9 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+_NO_CACHE = ("direct", "relay", "mitmproxy", "proxy.py")
+"""Peer kinds that are not set up to cache here (the backend, the relay, the others)."""
+
 _NO_TLS = {
     "direct": "the backend is cleartext HTTP/1.1 only",
     "relay": "the relay is cleartext HTTP/1.1 only",
@@ -230,6 +270,7 @@ class _Suite:
         self.layout = layout
         self.certificate, self.certificate_problem = certificate
         self.negotiated: dict[str, str] = {}  # peer -> TLS version and cipher h2load got
+        self.backends: Backends | None = None  # set as each scenario starts
         self.upload_file = workdir / "upload.bin"
         with self.upload_file.open("wb") as file:
             file.truncate(settings.transfer_bytes)  # sparse: reading it costs no disk
@@ -253,6 +294,7 @@ class _Suite:
 
     def scenario(self, scenario: Scenario, backends: Backends) -> list[PeerResult]:
         upstream = backends.sink_port if scenario.kind == "upload" else backends.static_port
+        self.backends = backends
         results = {peer.name: PeerResult(peer.name) for peer in self.settings.peers}
         for peer in self.settings.peers:
             results[peer.name].pinning = self.layout.describe(peer.workers)
@@ -283,6 +325,8 @@ class _Suite:
             return self.certificate_problem
         if scenario.kind in ("download", "upload") and tools.curl is None:
             return "curl is not installed (apt-get install curl)"
+        if scenario.cache and peer.kind in _NO_CACHE:
+            return "does not cache"
         if scenario.accept_encoding:
             if peer.kind in ("direct", "relay", "mitmproxy", "proxy.py"):
                 return "does not compress"
@@ -302,6 +346,7 @@ class _Suite:
             tag=tag,
             tls=self.certificate if scenario.tls else None,
             compress=bool(scenario.accept_encoding),
+            cache=scenario.cache,
         )
         if running is None:
             result.skipped = f"did not start: {problem}"
@@ -315,9 +360,9 @@ class _Suite:
         """Why a started peer cannot be loaded in a rate scenario, or ''."""
         if scenario.protocol != "h2":
             made = self.certificate if scenario.tls else None
-            if keeps_alive(running.port, tls=made.client_context() if made else None):
-                return ""
-            return "does not answer a second request on a kept-alive connection"
+            if not keeps_alive(running.port, tls=made.client_context() if made else None):
+                return "does not answer a second request on a kept-alive connection"
+            return self._fill(scenario, running) if scenario.cache else ""
         assert self.tools.h2load is not None
         problem, negotiated = h2load.probe(
             self.tools.h2load,
@@ -327,6 +372,21 @@ class _Suite:
         if negotiated:
             self.negotiated[running.peer.name] = negotiated
         return problem
+
+    def _fill(self, scenario: Scenario, running: Running) -> str:
+        """Fill the peer's cache with one request; why it cannot be measured, or ''.
+
+        A second request must not reach the backend (where the backend can say).
+        """
+        backends = self.backends
+        for attempt in range(2):
+            before = backends.requests_served() if backends is not None else None
+            if not _answers(running.port, scenario.path):
+                return f"does not answer GET {scenario.path}"
+            after = backends.requests_served() if backends is not None else None
+            if attempt and before is not None and after is not None and after != before:
+                return f"a second GET {scenario.path} reached the backend: nothing was cached"
+        return ""
 
     def _interleaved(
         self,
@@ -359,7 +419,7 @@ class _Suite:
                     result = results[running.peer.name]
                     if scenario.kind != "rate" and any(s.value == 0 for s in result.samples):
                         continue  # a transfer that failed once is not retried for hours
-                    sample = self._measure(scenario, running, settings.seconds)
+                    sample = self._counted(scenario, running, settings.seconds)
                     result.samples.append(sample)
                     _say(_progress(scenario, running.peer, run, sample))
             for running in started:
@@ -369,6 +429,19 @@ class _Suite:
             for running in started:
                 if running.process is not None:
                     running.process.stop()
+
+    def _counted(self, scenario: Scenario, running: Running, seconds: float) -> Sample:
+        """:meth:`_measure`, with the requests that reached the backend (cache scenarios)."""
+        backends = self.backends
+        if not scenario.counts_backend or backends is None:
+            return self._measure(scenario, running, seconds)
+        before = backends.requests_served()
+        sample = self._measure(scenario, running, seconds)
+        after = backends.requests_served()
+        if before is None or after is None:
+            return sample
+        extra = {**sample.extra, "backend_requests": float(after - before)}
+        return dataclasses.replace(sample, extra=extra)
 
     def _measure(self, scenario: Scenario, running: Running, seconds: float) -> Sample:
         url = self._url(scenario, running)
@@ -439,6 +512,19 @@ class _Suite:
                 _say(_progress(scenario, peer, run, sample))
 
 
+def _answers(port: int, path: str, timeout: float = 10.0) -> bool:
+    """Whether ``GET path`` on ``127.0.0.1:port`` is answered 200 with a body."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status == 200 and len(response.read()) > 0
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
 def _resident(pid: int) -> int:
     return tree_memory(pid)[0]
 
@@ -449,6 +535,8 @@ def _progress(scenario: Scenario, peer: Peer, run: int, sample: Sample) -> str:
         text += f", p99 {sample.p99_ms:.1f} ms"
     if sample.errors:
         text += f", {sample.errors} errors"
+    if "backend_requests" in sample.extra:
+        text += f", {sample.extra['backend_requests']:,.0f} reached the backend"
     if sample.detail:
         text += f" ({sample.detail})"
     return text

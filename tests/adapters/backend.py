@@ -34,6 +34,20 @@ can see upstream connection reuse):
 ``/events?count=K``        a ``text/event-stream`` of K events; after each one it
                            waits (10 s at most) for :attr:`Backend.next_event`,
                            else records ``progress["events-unseen"]`` and ends
+``/cached/NAME``           a cacheable answer, ``NAME response N`` where N counts
+                           the requests to this path (the first is 1), so a test
+                           sees which response a cache served;
+                           ``max_age=S`` and ``swr=S`` (``stale-while-revalidate``)
+                           go in Cache-Control, ``later_max_age=S`` replaces
+                           max-age from the second response on, ``cc=TEXT`` adds
+                           directives; ``etag=X`` sends ETag ``"X"`` (and
+                           ``later_etag=Y`` ETag ``"Y"`` from the second on),
+                           ``last_modified=EPOCH`` a Last-Modified; a matching
+                           If-None-Match (or, without one, an If-Modified-Since
+                           at or after Last-Modified) is answered 304;
+                           ``delay=S`` waits S seconds before answering request
+                           ``delay_from`` (default 1) and later ones.
+                           :meth:`Backend.count` says how many arrived.
 
 Any endpoint takes ``hop=1`` to add hop-by-hop response headers
 (``Connection: x-backend-hop``, ``X-Backend-Hop``, ``Keep-Alive``) that must
@@ -47,6 +61,7 @@ curl will not do: pipelining, malformed requests, not reading.
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import hashlib
 import itertools
 import json
@@ -255,6 +270,10 @@ class Backend:
         with self._lock:
             return [r for r in self.requests if urlsplit(r.target).path == path]
 
+    def count(self, path: str) -> int:
+        """How many request heads for ``path`` (without query) have arrived so far."""
+        return len(self.requests_to(path))
+
     def _accept_loop(self) -> None:
         assert self._listener is not None
         while not self._stopping:
@@ -418,6 +437,8 @@ class _Session:
             "/text": self._text,
             "/events": self._events,
         }.get(parts.path, self._not_found)
+        if parts.path.startswith("/cached/"):
+            handler = self._cached
         handler(received)
 
     def _drain(self) -> int:
@@ -627,6 +648,42 @@ class _Session:
         else:
             self._respond(code, f"status {code}\n".encode())
 
+    def _cached(self, request: ReceivedRequest) -> None:
+        """``/cached/NAME``: numbered, cacheable answers with validators (see the module docs)."""
+        self._drain()
+        path = urlsplit(request.target).path
+        number = self.backend.count(path)  # this request included
+        query = self.query
+        max_age = query.get("max_age")
+        if number > 1 and "later_max_age" in query:
+            max_age = query["later_max_age"]
+        directives = [] if max_age is None else [f"max-age={max_age}"]
+        if "swr" in query:
+            directives.append(f"stale-while-revalidate={query['swr']}")
+        if "cc" in query:
+            directives.append(query["cc"])
+        headers = [("Cache-Control", ", ".join(directives))] if directives else []
+        etag = query.get("etag")
+        if number > 1 and "later_etag" in query:
+            etag = query["later_etag"]
+        if etag is not None:
+            headers.append(("ETag", f'"{etag}"'))
+        modified = query.get("last_modified")
+        if modified is not None:
+            headers.append(("Last-Modified", email.utils.formatdate(int(modified), usegmt=True)))
+        if "delay" in query and number >= int(query.get("delay_from", "1")):
+            time.sleep(float(query["delay"]))
+        if _not_modified(request, etag, None if modified is None else int(modified)):
+            self._respond(304, headers=headers, length=False)
+            return
+        body = f"{path.removeprefix('/cached/')} response {number}\n".encode()
+        headers.append(("Content-Type", "text/plain"))
+        if request.method == "HEAD":
+            headers.append(("Content-Length", str(len(body))))
+            self._respond(200, headers=headers, length=False)
+        else:
+            self._respond(200, body, headers=headers)
+
     def _websocket(self, request: ReceivedRequest) -> None:
         event = self._next_event()
         if not isinstance(event, h11.EndOfMessage):
@@ -665,6 +722,28 @@ class _Session:
             ws.receive_data(data or None)
             if not data:
                 raise _Abort
+
+
+def _not_modified(request: ReceivedRequest, etag: str | None, modified: int | None) -> bool:
+    """Whether the request's condition holds for ``/cached`` (RFC 9110 §13.1.2, §13.1.3).
+
+    If-None-Match compares weakly and, when present, decides alone; If-Modified-Since
+    counts only without it.
+    """
+    match = request.header("if-none-match")
+    if match:
+        if etag is None:
+            return False
+        tags = [tag.strip().removeprefix("W/") for value in match for tag in value.split(",")]
+        return "*" in tags or f'"{etag}"' in tags
+    since = request.header("if-modified-since")
+    if since and modified is not None:
+        try:
+            when = email.utils.parsedate_to_datetime(since[0]).timestamp()
+        except (TypeError, ValueError):
+            return False
+        return modified <= when
+    return False
 
 
 # -- raw client --------------------------------------------------------------
