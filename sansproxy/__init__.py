@@ -39,6 +39,11 @@ from sansproxy.health import HealthChange, ServerHealthView
 from sansproxy.pool import PoolView, ServerView
 from sansproxy.proxy import Proxy, ProxyStatistics
 
+__version__ = "0.1.0"
+"""The release of sansproxy. Kept here only: ``pyproject.toml`` takes it from this line
+(hatch's dynamic version), so the installed metadata and the core always agree, and the
+core knows its version without reading a file."""
+
 __all__ = [
     "AccessLog",
     "AccessRecord",
@@ -74,6 +79,7 @@ __all__ = [
     "UpstreamTls",
     "UsageError",
     "Written",
+    "__version__",
     "parse_config",
     "quick_config",
 ]

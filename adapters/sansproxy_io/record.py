@@ -37,7 +37,6 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Final, Protocol, TextIO, cast, get_args
 
@@ -46,6 +45,7 @@ from sansproxy.config import ProxyConfig, parse_config
 from sansproxy.errors import ConfigError, SansproxyError
 from sansproxy.events import ConfigReloaded, ConnId, DataReceived, Event, TlsInfo
 from sansproxy.proxy import Proxy
+from sansproxy_io.version import installed_version
 
 __all__ = [
     "FLUSH_INTERVAL",
@@ -90,13 +90,6 @@ Scalar = str | int | float | bool | None
 
 class RecordingError(SansproxyError):
     """A recording cannot be read or replayed: not a recording, another format version, corrupt."""
-
-
-def _sansproxy_version() -> str:
-    try:
-        return metadata.version("sansproxy")
-    except metadata.PackageNotFoundError:
-        return "unknown"  # a checkout that is not installed
 
 
 # --------------------------------------------------------------------------------------------
@@ -442,7 +435,7 @@ class Recorder:
         header = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
-            "sansproxy": _sansproxy_version(),
+            "sansproxy": installed_version(),
             "seed": seed,
             "worker": worker,
             "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -715,9 +708,9 @@ def _replay_records(records: _Records, name: str) -> ReplayResult:
     proxy = Proxy(config_from_entry(header["config"]), rng=random.Random(header["seed"]))
     notes: list[str] = []
     recorded_version = header.get("sansproxy")
-    if recorded_version != _sansproxy_version():
+    if recorded_version != installed_version():
         notes.append(
-            f"recorded with sansproxy {recorded_version}, replayed with {_sansproxy_version()}"
+            f"recorded with sansproxy {recorded_version}, replayed with {installed_version()}"
         )
     turns = 0
     ended: int | None = None
@@ -801,7 +794,7 @@ def _unsupported_version(name: str, header: dict[str, Json]) -> str:
         return message
     advice: list[str] = []
     writer = header.get("sansproxy")
-    if isinstance(writer, str) and writer not in ("unknown", _sansproxy_version()):
+    if isinstance(writer, str) and writer not in ("unknown", installed_version()):
         advice.append(f"replay it with sansproxy {writer}, which recorded it")
     if found < FORMAT_VERSION:
         advice.append("record the run again")

@@ -4,6 +4,7 @@ Usage::
 
     sansproxy --config proxy.toml
     sansproxy --check-config proxy.toml
+    sansproxy --version
     sansproxy --listen 127.0.0.1:8080 --upstream http://127.0.0.1:9000 [--upstream ...]
     sansproxy demo [--port 8080]
     sansproxy replay FILE [FILE ...]
@@ -59,6 +60,7 @@ from sansproxy_io.record import RecordTarget, quick_config_toml, replay_main
 from sansproxy_io.reload import LoadedConfig, remove_pid_file, signal_reload, write_pid_file
 from sansproxy_io.runner import ACCESS_LOGGER, LOGGER
 from sansproxy_io.tls import ClientContexts, server_context
+from sansproxy_io.version import version_line
 from sansproxy_io.workers import (
     ServeOptions,
     parse_workers,
@@ -264,6 +266,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="sansproxy",
         description="A reverse proxy around a pure, sans-IO core, served on trio.",
         parents=[common],
+    )
+    parser.add_argument(
+        "--version", action="version", version=version_line(), help="print the version and exit"
     )
     parser.add_argument("--config", metavar="FILE", help="run with this TOML configuration")
     parser.add_argument(
