@@ -41,7 +41,12 @@ from pathlib import Path
 from typing import Any, Final, Protocol, TextIO, cast, get_args
 
 from sansproxy.commands import Command, Send
-from sansproxy.config import ProxyConfig, parse_config
+from sansproxy.config import (
+    ProxyConfig,
+    parse_config,
+    quick_listen_address,
+    quick_upstream_url,
+)
 from sansproxy.errors import ConfigError, SansproxyError
 from sansproxy.events import ConfigReloaded, ConnId, DataReceived, Event, TlsInfo
 from sansproxy.proxy import Proxy
@@ -135,10 +140,11 @@ def quick_config_toml(listen: Sequence[str], upstreams: Sequence[str]) -> str:
     if isinstance(listen, str) or isinstance(upstreams, str):
         raise TypeError("listen and upstreams must be sequences of strings, not a str")
     lines = ["# Generated from the command line (--listen / --upstream)."]
-    for address in listen:
-        lines += ["[[listeners]]", f"address = {_toml_string(address)}", 'upstream = "default"']
+    for given in listen:
+        address = _toml_string(quick_listen_address(given))  # ":8080" is "0.0.0.0:8080"
+        lines += ["[[listeners]]", f"address = {address}", 'upstream = "default"']
         lines.append("")
-    servers = ", ".join(_toml_string(url) for url in upstreams)
+    servers = ", ".join(_toml_string(quick_upstream_url(url)) for url in upstreams)
     lines += ["[upstreams.default]", f"servers = [{servers}]", ""]
     return "\n".join(lines)
 

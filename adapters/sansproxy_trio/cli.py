@@ -6,6 +6,7 @@ Usage::
     sansproxy --check-config proxy.toml
     sansproxy --version
     sansproxy --listen 127.0.0.1:8080 --upstream http://127.0.0.1:9000 [--upstream ...]
+    sansproxy --listen :8080 --upstream localhost:9000      (every interface; http assumed)
     sansproxy demo [--port 8080]
     sansproxy replay FILE [FILE ...]
     sansproxy reload --pid-file FILE
@@ -278,10 +279,13 @@ def _parser() -> argparse.ArgumentParser:
         "--listen",
         action="append",
         metavar="HOST:PORT",
-        help="quick mode: listen here ([::1]:PORT for IPv6)",
+        help="quick mode: listen here ([::1]:PORT for IPv6; :PORT or PORT: every interface)",
     )
     parser.add_argument(
-        "--upstream", action="append", metavar="URL", help="quick mode: a backend (repeatable)"
+        "--upstream",
+        action="append",
+        metavar="URL",
+        help="quick mode: a backend, http://HOST:PORT or HOST:PORT (http) (repeatable)",
     )
     parser.add_argument(
         "--loop",

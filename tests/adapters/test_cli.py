@@ -317,6 +317,21 @@ def demo_backend(response: httpx.Response) -> str:
 
 
 @pytest.mark.integration
+def test_quick_mode_takes_caddy_style_addresses(run_cli: type[Proc]) -> None:
+    with Backend("caddy-style") as backend:
+        # ":0" is every interface on an ephemeral port; no scheme is http.
+        proc = run_cli("--listen", ":0", "--upstream", f"localhost:{backend.port}")
+        (port,) = proc.wait_listening()
+        assert f"listening on http://0.0.0.0:{port}" in proc.stderr()
+        with client() as http:
+            response = http.get(f"http://127.0.0.1:{port}/")
+        assert response.status_code == 200
+        assert "caddy-style" in response.text
+        proc.popen.send_signal(signal.SIGTERM)
+        assert proc.wait_exit() == 0
+
+
+@pytest.mark.integration
 def test_demo_backend_stopped_and_started_again(run_cli: type[Proc]) -> None:
     port = free_port()
     proc = run_cli("demo", "--port", str(port))

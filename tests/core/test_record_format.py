@@ -718,6 +718,7 @@ def test_an_unknown_override_is_an_error() -> None:
     [
         (["127.0.0.1:0"], ["http://127.0.0.1:9000"]),
         (["[::1]:8080", "0.0.0.0:8081"], ["http://[::1]:9000", "https://api.example:8443/"]),
+        ([":8080", "8081"], ["127.0.0.1:9000", "localhost:9001"]),
     ],
 )
 def test_quick_config_toml_parses_to_quick_config(listen: list[str], upstreams: list[str]) -> None:
