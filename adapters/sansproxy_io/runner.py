@@ -166,7 +166,8 @@ class Runner:
         core: The :class:`sansproxy.Proxy` (or anything with its driving methods).
         clock: Monotonic seconds, the same clock the backend's timer sleeps on.
         backend: The I/O primitives.
-        access_log_format: ``"combined"``, ``"json"``, or ``None`` to drop access records.
+        access_log_format: ``"combined"``, ``"extended"``, ``"json"``, or ``None`` to drop
+            access records.
         wall_clock: Wall-clock seconds since the Unix epoch, passed to the core on every
             turn (``wall=``) and printed, in the local time zone, on access-log lines.
         recorder: Receives every ``allocate_id`` result and every turn (both times, event,

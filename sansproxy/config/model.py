@@ -277,7 +277,8 @@ class LogSettings:
     level: str = "info"
     access_log: bool = True
     access_log_format: str = "combined"
-    """``combined`` (Apache/nginx combined format) or ``json`` (one object per line)."""
+    """``combined`` (exactly the Apache/nginx combined format), ``extended`` (combined plus
+    upstream and times) or ``json`` (one object per line); see ``sansproxy_io.accesslog``."""
 
 
 RETRY_CONDITIONS = ("timeout", "502", "503", "504")

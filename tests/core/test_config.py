@@ -704,7 +704,7 @@ ERROR_CASES: list[tuple[str, str, str]] = [
     (
         _section("logging", 'access_log_format = "xml"'),
         "logging.access_log_format",
-        "must be one of combined, json",
+        "must be one of combined, extended, json",
     ),
 ]
 
