@@ -26,7 +26,7 @@ from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any
 
 from sansproxy import Proxy
-from sansproxy.config import Listener, ProxyConfig
+from sansproxy.config import ProxyConfig
 from sansproxy.events import ShutdownRequested
 from sansproxy_asyncio._backend import AsyncioBackend
 from sansproxy_io.listen import (
@@ -102,7 +102,8 @@ async def serve_asyncio(
     logger.debug("rng seed %d", seed)
     logger.debug("event loop %s.%s", type(loop).__module__, type(loop).__qualname__)
     server_contexts = [
-        _server_context(listener) if listener.tls else None for listener in config.listeners
+        _server_context(config, index) if listener.tls else None
+        for index, listener in enumerate(config.listeners)
     ]
     client_contexts = ClientContexts()
     client_contexts.preload(config)
@@ -208,14 +209,14 @@ async def _start_server(
     )
 
 
-def _server_context(listener: Listener) -> tuple[ssl.SSLContext, ServerNames]:
+def _server_context(config: ProxyConfig, index: int) -> tuple[ssl.SSLContext, ServerNames]:
     """The listener's context, with an SNI callback that leaves each name by its SSL object.
 
     asyncio runs handshakes in protocol callbacks, not in a task of ours, so the context
     variable ``sansproxy_io.tls.capture_sni`` relies on is not there; the SSL object is,
     and ``connection_made`` finds the same one in ``get_extra_info("ssl_object")``.
     """
-    context = server_context(listener)
+    context = server_context(config, index)
     names: ServerNames = weakref.WeakKeyDictionary()
 
     def remember(

@@ -206,6 +206,8 @@ def _diff(parsed: object, actual: object, path: str, out: dict[str, Scalar]) -> 
         return
     if is_dataclass(parsed) and not isinstance(parsed, type) and type(parsed) is type(actual):
         for field in fields(parsed):
+            if not field.compare:
+                continue  # not a setting (ProxyConfig.source)
             name = f"{path}.{field.name}" if path else field.name
             _diff(getattr(parsed, field.name), getattr(actual, field.name), name, out)
         return

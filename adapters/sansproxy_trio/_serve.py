@@ -34,7 +34,7 @@ from sansproxy_io.runner import LOGGER, Runner
 from sansproxy_io.tls import (
     ClientContexts,
     capture_sni,
-    server_context,
+    server_contexts,
     tls_info,
     warn_unverified_upstreams,
 )
@@ -92,9 +92,7 @@ async def serve_trio(
     if seed is None:
         seed = int.from_bytes(os.urandom(8), "big")
     logger.debug("rng seed %d", seed)
-    server_contexts = [
-        server_context(listener) if listener.tls else None for listener in config.listeners
-    ]
+    contexts = server_contexts(config)
     client_contexts = ClientContexts()
     client_contexts.preload(config)
     warn_unverified_upstreams(config, logger)
@@ -124,7 +122,7 @@ async def serve_trio(
         )
         backend.attach(runner)
         if reloader is not None:
-            reloader.attach(runner, server_contexts)
+            reloader.attach(runner, contexts)
         if recorder is not None:
             nursery.start_soon(_keep_recording, recorder)
         nursery.start_soon(backend.timer.run, runner.on_timer)
@@ -132,9 +130,7 @@ async def serve_trio(
         acceptor = _Acceptor(backend, config.timeouts.client_header)
         accept_scope = trio.CancelScope()
         accept_stopped = trio.Event()
-        nursery.start_soon(
-            acceptor.run, bound, server_contexts, nursery, accept_scope, accept_stopped
-        )
+        nursery.start_soon(acceptor.run, bound, contexts, nursery, accept_scope, accept_stopped)
         task_status.started(addresses)
 
         if shutdown is None:

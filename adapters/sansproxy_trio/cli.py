@@ -60,7 +60,7 @@ from sansproxy_io.accesslog import ACCESS_LOG_FORMATS
 from sansproxy_io.record import RecordTarget, quick_config_toml, replay_main
 from sansproxy_io.reload import LoadedConfig, remove_pid_file, signal_reload, write_pid_file
 from sansproxy_io.runner import ACCESS_LOGGER, LOGGER
-from sansproxy_io.tls import ClientContexts, server_context
+from sansproxy_io.tls import ClientContexts, server_contexts
 from sansproxy_io.version import version_line
 from sansproxy_io.workers import (
     ServeOptions,
@@ -362,9 +362,7 @@ def _read(path: str) -> str:
 
 def _check(config: ProxyConfig) -> None:
     """What start-up would load besides the TOML: certificates, keys, CA files."""
-    for listener in config.listeners:
-        if listener.tls:
-            server_context(listener)
+    server_contexts(config)
     ClientContexts().preload(config)
 
 

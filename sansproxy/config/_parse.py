@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 from sansproxy.config._compression import compression as _compression
@@ -98,7 +98,7 @@ def parse_config(text: str, source: str = "<config>") -> ProxyConfig:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(source, "", f"invalid TOML: {error}") from None
     try:
-        return _proxy_config(document)
+        return replace(_proxy_config(document), source=source)
     except _Invalid as invalid:
         raise ConfigError(source, invalid.key, invalid.problem) from None
 
@@ -150,7 +150,9 @@ def quick_config(listen: Sequence[str], upstreams: Sequence[str]) -> ProxyConfig
             raise ConfigError(_COMMAND_LINE, "--upstream", f"{url!r}: given twice")
         servers.append(server)
     upstream = Upstream(name=QUICK_UPSTREAM_NAME, servers=tuple(servers))
-    return ProxyConfig(listeners=tuple(listeners), upstreams={upstream.name: upstream})
+    return ProxyConfig(
+        listeners=tuple(listeners), upstreams={upstream.name: upstream}, source=_COMMAND_LINE
+    )
 
 
 def _proxy_config(document: dict[str, object]) -> ProxyConfig:

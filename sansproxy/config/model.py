@@ -395,3 +395,7 @@ class ProxyConfig:
     http2: Http2Settings = Http2Settings()
     logging: LogSettings = LogSettings()
     server: ServerSettings = ServerSettings()
+    source: str = field(default="<config>", compare=False)
+    """Where the configuration came from (its file name, ``command line``), so that an
+    adapter's errors about the files it names (certificates, keys) name it too. Not
+    compared: the same settings from two places are the same configuration."""

@@ -1201,6 +1201,8 @@ def test_every_key_is_documented() -> None:
         for f in fields(cls):
             assert f"`{section}.{f.name}`" in text, f"{section}.{f.name} is not documented"
     for f in fields(ProxyConfig):  # the top-level table names every section
+        if f.name == "source":
+            continue  # not a key: the name parse_config was given for the text
         assert f"| `{f.name}` |" in text, f"top-level key {f.name} is not documented"
     listener_keys = ["address"] + [
         f.name for f in fields(Listener) if f.name not in ("host", "port")
