@@ -30,11 +30,13 @@ from sansproxy.events import (
     EofReceived,
     Event,
     ShutdownRequested,
+    TlsHandshakeFailed,
     TlsInfo,
     UpstreamConnected,
     UpstreamFailed,
     Written,
 )
+from sansproxy.handshakes import TlsStatistics
 from sansproxy.health import HealthChange, ServerHealthView
 from sansproxy.pool import PoolView, ServerView
 from sansproxy.proxy import Proxy, ProxyStatistics
@@ -73,7 +75,9 @@ __all__ = [
     "ShutdownComplete",
     "ShutdownRequested",
     "ShutdownWrite",
+    "TlsHandshakeFailed",
     "TlsInfo",
+    "TlsStatistics",
     "UpstreamConnected",
     "UpstreamFailed",
     "UpstreamTls",

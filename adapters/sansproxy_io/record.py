@@ -35,7 +35,7 @@ import os
 import random
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, fields, is_dataclass, replace
+from dataclasses import MISSING, dataclass, fields, is_dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Protocol, TextIO, cast, get_args
@@ -299,6 +299,12 @@ def _as_optional_str(value: Json) -> str | None:
     return None if value is None else _as_str(value)
 
 
+def _as_bool(value: Json) -> bool:
+    if not isinstance(value, bool):
+        raise RecordingError(f"expected true or false, found {value!r}")
+    return value
+
+
 def _as_optional_float(value: Json) -> float | None:
     if value is None:
         return None
@@ -333,6 +339,7 @@ def _as_tls(value: Json) -> TlsInfo | None:
 _FIELD_DECODERS: Final[dict[str, Callable[[Json], object]]] = {
     "ConnId": lambda value: ConnId(_as_int(value)),
     "int": _as_int,
+    "bool": _as_bool,
     "str": _as_str,
     "bytes": _as_bytes,
     "tuple[str, int]": _as_address,
@@ -366,6 +373,8 @@ def decode_event(obj: Json) -> Event:
     values: dict[str, object] = {}
     for field in fields(cls):
         if field.name not in obj:
+            if field.default is not MISSING:
+                continue  # a field added later (ConnectionAccepted.not_tls): its default
             raise RecordingError(f"{cls.__name__} without {field.name!r}")
         decoder = _FIELD_DECODERS.get(str(field.type))
         if decoder is None:
