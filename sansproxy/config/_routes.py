@@ -6,6 +6,7 @@ import re
 from dataclasses import fields, replace
 
 from sansproxy.config._compression import compression as parse_compression
+from sansproxy.config._header_edits import header_edits
 from sansproxy.config._values import (
     _FIELD_VALUE,
     _TOKEN,
@@ -52,6 +53,8 @@ _ROUTE_KEYS = (
     "timeouts",
     "retries",
     "compression",
+    "request_headers",
+    "response_headers",
 )
 _ROUTE_TIMEOUTS = ("client_body", "upstream_connect", "upstream_header", "upstream_body")
 _REDIRECT_KEYS = ("location", "status")
@@ -138,6 +141,8 @@ def _route(
             "timeouts",
             "retries",
             "compression",
+            "request_headers",
+            "response_headers",
         ):
             if proxy_only in table:
                 raise _Invalid(f"{path}.{proxy_only}", "applies only to routes with an upstream")
@@ -165,6 +170,11 @@ def _route(
         retry = _retry(table["retries"], f"{path}.retries")
     if "compression" in table:
         compression = parse_compression(table["compression"], f"{path}.compression", compression)
+    edits = {
+        key: header_edits(table[key], f"{path}.{key}")
+        for key in ("request_headers", "response_headers")
+        if key in table
+    }
     return Route(
         name=name,
         match=match,
@@ -178,6 +188,7 @@ def _route(
         timeouts=route_timeouts,
         retry=retry,
         compression=compression,
+        **edits,
     )
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from sansproxy.compression.decide import DEFAULT_MIN_SIZE, DEFAULT_TYPES
 from sansproxy.compression.encoders import DEFAULT_LEVELS
+from sansproxy.header_edits import HeaderEdits
 from sansproxy.health import ActiveCheck, OutlierDetection
 from sansproxy.routing import RouteMatch
 
@@ -370,6 +371,10 @@ class Route:
     retry: RetryPolicy = RetryPolicy()
     compression: Compression = Compression()
     """The global ``[compression]`` with this route's overrides applied."""
+    request_headers: HeaderEdits = field(default_factory=HeaderEdits)
+    """Fields set, added and removed on the request sent to the backend."""
+    response_headers: HeaderEdits = field(default_factory=HeaderEdits)
+    """Fields set, added and removed on the backend's response to the client."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,7 +15,8 @@ forwarded. The order:
 1. ``RouteActions`` (:mod:`.route_actions`): a route's redirect or fixed response.
 2. ``BodyLimit`` (:mod:`.body_limit`): a declared body over the route's limit gets 413.
 3. ``ForwardingHeaders`` (:mod:`.forwarding`): the head that goes upstream: path
-   rewrites, Host, hop-by-hop removal, forwarding fields and Via.
+   rewrites, Host, hop-by-hop removal, forwarding fields and Via, then the route's
+   ``request_headers``.
 
 Access control, rate limits, authentication and the cache lookup go between 1
 and 2 (in that order) when they exist.
@@ -27,7 +28,7 @@ add bytes at the end; every stage also hears when the exchange is finished, for
 whatever reason (a local answer and an error included). The order:
 
 1. ``ResponseHeaders`` (:mod:`.forwarding`): hop-by-hop removal, Via, hiding
-   the backend's identity.
+   the backend's identity, then the route's ``response_headers``.
 2. ``Stickiness`` (:mod:`.sticky`): the sticky-session cookie.
 3. ``Compress`` (:mod:`.compress`): gzip, Brotli or Zstandard, where the route
    enables it and the client accepts it.
