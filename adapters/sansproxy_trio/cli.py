@@ -12,7 +12,7 @@ Usage::
     sansproxy reload --pid-file FILE
 
 Common options: ``--log-level debug|info|warning|error`` (default: the config's
-``logging.level``), ``--access-log-format combined|json`` (default: the config's),
+``logging.level``), ``--access-log-format combined|extended|json`` (default: the config's),
 ``--seed N`` (the core's random seed; drawn from ``os.urandom`` and logged at DEBUG otherwise).
 
 ``--loop trio|asyncio|uvloop`` chooses the event loop (default: the config's ``server.loop``,
