@@ -159,20 +159,40 @@ class Hello(http.server.BaseHTTPRequestHandler):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--listen", default="127.0.0.1:8080")
-    parser.add_argument("--upstream", action="append", default=[])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="example: selectors_loop.py --listen 127.0.0.1:8080 --upstream "
+        "http://127.0.0.1:9000   (or --once for a self-test)",
+    )
+    parser.add_argument("--listen", default="127.0.0.1:8080", help="default: %(default)s")
+    parser.add_argument("--upstream", action="append", default=[], help="a backend (repeatable)")
     parser.add_argument("--once", action="store_true", help="self-test: one request, then exit")
     args = parser.parse_args()
+    if not args.once and not args.upstream:
+        parser.print_usage(sys.stderr)
+        print(
+            "selectors_loop.py: give at least one --upstream URL to proxy to, "
+            "or --once for a self-test with a backend of its own",
+            file=sys.stderr,
+        )
+        return 2
     if args.once:
         backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
         threading.Thread(target=backend.serve_forever, daemon=True).start()
         args.listen, args.upstream = "127.0.0.1:0", [f"http://127.0.0.1:{backend.server_port}"]
-    config = sp.quick_config([args.listen], args.upstream)
+    try:
+        config = sp.quick_config([args.listen], args.upstream)
+    except sp.ConfigError as error:
+        parser.error(str(error))
     if any(server.tls for up in config.upstreams.values() for server in up.servers):
         parser.error("this example speaks plain TCP only: no https:// upstreams")
     host, port = config.listeners[0].host, config.listeners[0].port
-    listener = socket.create_server((host, port), family=socket.getaddrinfo(host, port)[0][0])
+    try:
+        family = socket.getaddrinfo(host, port)[0][0]
+        listener = socket.create_server((host, port), family=family)
+    except OSError as error:
+        print(f"selectors_loop.py: cannot listen on {args.listen}: {error}", file=sys.stderr)
+        return 1
     listener.setblocking(False)
     loop = Loop(sp.Proxy(config, rng=random.Random(1)), listener)
     bound_host, bound_port = listener.getsockname()[:2]

@@ -30,14 +30,21 @@ from sansproxy.events import (
     EofReceived,
     Event,
     ShutdownRequested,
+    TlsHandshakeFailed,
     TlsInfo,
     UpstreamConnected,
     UpstreamFailed,
     Written,
 )
+from sansproxy.handshakes import TlsStatistics
 from sansproxy.health import HealthChange, ServerHealthView
 from sansproxy.pool import PoolView, ServerView
 from sansproxy.proxy import Proxy, ProxyStatistics
+
+__version__ = "0.1.0"
+"""The release of sansproxy. Kept here only: ``pyproject.toml`` takes it from this line
+(hatch's dynamic version), so the installed metadata and the core always agree, and the
+core knows its version without reading a file."""
 
 __all__ = [
     "AccessLog",
@@ -68,12 +75,15 @@ __all__ = [
     "ShutdownComplete",
     "ShutdownRequested",
     "ShutdownWrite",
+    "TlsHandshakeFailed",
     "TlsInfo",
+    "TlsStatistics",
     "UpstreamConnected",
     "UpstreamFailed",
     "UpstreamTls",
     "UsageError",
     "Written",
+    "__version__",
     "parse_config",
     "quick_config",
 ]

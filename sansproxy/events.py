@@ -23,6 +23,7 @@ __all__ = [
     "EofReceived",
     "Event",
     "ShutdownRequested",
+    "TlsHandshakeFailed",
     "TlsInfo",
     "UpstreamConnected",
     "UpstreamFailed",
@@ -44,13 +45,39 @@ class TlsInfo:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionAccepted:
-    """A client connected to listener number ``listener`` (an index into the config)."""
+    """A client connected to listener number ``listener`` (an index into the config).
+
+    On a TLS listener the adapter reports the connection after a finished handshake,
+    with ``tls`` set, or, when the client's first byte is not the start of a TLS
+    handshake record (0x16, RFC 8446 §5.1), at once with ``not_tls=True`` and no
+    handshake tried: that is almost always plain HTTP sent to an ``https`` port. The
+    core then answers a plain-text ``400 The plain HTTP request was sent to HTTPS
+    port`` (nginx's words) and closes, and counts it (:meth:`Proxy.tls_statistics`).
+    The adapter looks at that one byte only; whether the bytes are HTTP is the core's
+    business.
+    """
 
     conn: ConnId
     listener: int
     peer: tuple[str, int]
     local: tuple[str, int]
     tls: TlsInfo | None = None
+    not_tls: bool = False
+    """The listener expects TLS, but the client's first byte is not a TLS handshake."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsHandshakeFailed:
+    """A client's TLS handshake on listener ``listener`` failed or timed out.
+
+    No connection id was allocated: the connection is gone before the core heard of it.
+    The core counts it (:meth:`Proxy.tls_statistics`) and logs it at debug level, at
+    most one line every few seconds, so a scan of the port cannot flood the log.
+    """
+
+    listener: int
+    peer: tuple[str, int]
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,4 +167,5 @@ Event = (
     | Written
     | ShutdownRequested
     | ConfigReloaded
+    | TlsHandshakeFailed
 )

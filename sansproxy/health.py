@@ -22,10 +22,18 @@ Model decisions:
 - ``n`` decays by one for every ``max_ejection`` seconds the server spends
   un-ejected, so a server that was flaky long ago is not punished forever.
 - An ejection that would take out more than ``max_ejected_fraction`` of the
-  pool (rounded down, but one server may always be ejected) is skipped: the
+  pool (rounded down, but one server may be ejected whatever the fraction) is skipped: the
   failure returns None and the count stays where it is, so the next failure
   tries again. Only ejections count against this cap; servers that failed
   their active probes do not.
+- The last available server is never ejected, whatever the cap: not a sole
+  server, not the one server left of a pool whose others are ejected or down
+  on their probes (backups count: a primary may be ejected while a backup is
+  available). Ejecting it would only turn the failures of a backend that is
+  restarting into 503s from the proxy that last until the ejection ends, while
+  keeping it in lets traffic through the moment the backend answers again
+  (nginx never marks a group's single server down; Envoy caps ejection by a
+  percentage). Its failures are counted, and skipped like a capped ejection.
 - A server is *available* when it is active-up and not ejected. An ejection
   is over at its end time even before :meth:`PoolHealth.expire` reports it, or
   as soon as the probes bring the server back (``fall`` failed, then ``rise``
@@ -102,7 +110,7 @@ class OutlierDetection:
     max_ejection: float = 300.0
     """Cap on the length of an ejection, and the time that forgives one past ejection."""
     max_ejected_fraction: float = 0.5
-    """Largest share of the pool ejected at once (at least one server may always be)."""
+    """Largest share of the pool ejected at once (at least one may be, never the last one up)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -286,6 +294,8 @@ class PoolHealth:
             return None
         if self._ejected_count(now) >= self._ejection_cap(outlier):
             return None
+        if self.healthy_count(now) <= 1:
+            return None  # the last available server: see the module docs
         self._forgive(server, now, outlier)
         server.ejections += 1
         duration = min(server.ejections * outlier.base_ejection, outlier.max_ejection)

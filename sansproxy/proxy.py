@@ -27,6 +27,7 @@ from sansproxy.attempts import waiting_timeout
 from sansproxy.cache import CacheCount
 from sansproxy.commands import Close, Command, Send, ShutdownComplete
 from sansproxy.downstream.accept import accept, refusal
+from sansproxy.downstream.not_tls import NotTlsConnection
 from sansproxy.errors import UsageError
 from sansproxy.events import (
     ConfigReloaded,
@@ -37,10 +38,12 @@ from sansproxy.events import (
     EofReceived,
     Event,
     ShutdownRequested,
+    TlsHandshakeFailed,
     UpstreamConnected,
     UpstreamFailed,
     Written,
 )
+from sansproxy.handshakes import HandshakeLog, TlsStatistics
 from sansproxy.probes import Probes
 
 if TYPE_CHECKING:
@@ -95,6 +98,7 @@ class Proxy:
         self._drain = _Drain(self)
         self._busy = False
         self._shutdown_reported = False
+        self._handshakes = HandshakeLog()
 
     # -- public API ---------------------------------------------------------------------
 
@@ -192,6 +196,14 @@ class Proxy:
             )
         return result
 
+    def tls_statistics(self) -> TlsStatistics:
+        """TLS connections that never reached HTTP, since the start.
+
+        Failed handshakes (:class:`~sansproxy.events.TlsHandshakeFailed`) and plain HTTP
+        sent to a TLS listener (``ConnectionAccepted(not_tls=True)``).
+        """
+        return self._handshakes.statistics()
+
     def upstream_status(self) -> tuple[PoolView, ...]:
         """Every upstream's servers: health and its history, load, weights, queue, retries.
 
@@ -255,6 +267,8 @@ class Proxy:
                 self._shutdown(event.drain_timeout)
             case ConfigReloaded():
                 self._reload(event.config)
+            case TlsHandshakeFailed():
+                self._handshake_failed(event)
             case _:
                 assert_never(event)
 
@@ -296,7 +310,34 @@ class Proxy:
             ctx.emit(Send(conn=conn, data=refusal(ctx, event)))
             ctx.emit(Close(conn=conn))
             return
+        if event.not_tls:
+            listener = ctx.config.listeners[event.listener]
+            if not listener.tls or event.tls is not None:
+                raise UsageError("not_tls is only for a TLS listener's connection without TLS")
+            peer = f"{_bracketed(event.peer[0])}:{event.peer[1]}"
+            line = self._handshakes.plain_on_tls(
+                f"plain HTTP (not TLS) from {peer} on listener {event.listener}: answered 400",
+                ctx.now,
+            )
+            if line is not None:
+                ctx.log("debug", line, conn)
+            ctx.clients[conn] = NotTlsConnection(
+                ctx, conn, listener=event.listener, peer=event.peer
+            )
+            return
         ctx.clients[conn] = accept(ctx, event)
+
+    def _handshake_failed(self, event: TlsHandshakeFailed) -> None:
+        ctx = self._ctx
+        if not 0 <= event.listener < len(ctx.config.listeners):
+            raise UsageError(f"no listener number {event.listener}")
+        peer = f"{_bracketed(event.peer[0])}:{event.peer[1]}"
+        why = f": {event.reason}" if event.reason else ""
+        line = self._handshakes.handshake_failed(
+            f"TLS handshake from {peer} on listener {event.listener} failed{why}", ctx.now
+        )
+        if line is not None:
+            ctx.log("debug", line)
 
     def _reload(self, config: ProxyConfig) -> None:
         ctx = self._ctx
@@ -344,6 +385,10 @@ class Proxy:
             self._shutdown_reported = True
             ctx.timers.cancel(self._drain)
             ctx.emit(ShutdownComplete())
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _is_probe(upstream: UpstreamConn) -> bool:

@@ -339,6 +339,7 @@ class Playbook:
         *,
         local: tuple[str, int] | None = None,
         tls: TlsInfo | None = None,
+        not_tls: bool = False,
     ) -> ConnId:
         """Allocate a client id and feed ``ConnectionAccepted`` for it; returns the id."""
         if local is None:
@@ -351,7 +352,9 @@ class Playbook:
         twin = self._cores[1].allocate_id()
         if conn != twin:
             self._nondeterministic(f"allocate_id() gave {conn!r} and {twin!r}")
-        event = ConnectionAccepted(conn=conn, listener=listener, peer=peer, local=local, tls=tls)
+        event = ConnectionAccepted(
+            conn=conn, listener=listener, peer=peer, local=local, tls=tls, not_tls=not_tls
+        )
         self._step(event, lambda: self._feed(event))
         return conn
 

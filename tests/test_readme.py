@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 from sansproxy import OpenUpstream, Send
@@ -21,11 +22,19 @@ def test_embedding_example_runs_as_documented() -> None:
     assert send.data.startswith(b"GET / HTTP/1.1\r\nhost: a\r\nvia: 1.1 sansproxy\r\n")
 
 
-def test_quick_start_is_exactly_two_commands() -> None:
+def test_quick_start_is_a_virtual_environment_and_two_commands() -> None:
     text = README.read_text(encoding="utf-8")
     section = text.split("## Quick start", 1)[1].split("##", 1)[0]
+    assert "Python 3.11 or newer" in section
     [block] = re.findall(r"```console\n(.*?)```", section, re.S)
     assert block.strip().splitlines() == [
-        "pip install '.[server,test]' && sansproxy demo",
+        "python3 -m venv .venv && . .venv/bin/activate",
+        "pip install '.[server,test,uvloop]' && sansproxy demo",
         "python -m pytest",
     ]
+
+
+def test_quick_start_python_matches_the_package() -> None:
+    project = tomllib.loads((README.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    assert project["project"]["requires-python"] == ">=3.11"
+    assert "uvloop" in project["project"]["optional-dependencies"]

@@ -100,6 +100,7 @@ class AsyncioConnection(asyncio.Protocol):
         backend: The backend that owns it.
         listener: For an accepted client, the index of its listener in the config.
         server_names: For a TLS listener, where its SNI callback leaves the names.
+        not_tls: An accepted client of a TLS listener that did not start a handshake.
     """
 
     def __init__(
@@ -108,8 +109,10 @@ class AsyncioConnection(asyncio.Protocol):
         *,
         listener: int | None = None,
         server_names: MutableMapping[ssl.SSLObject, str] | None = None,
+        not_tls: bool = False,
     ) -> None:
         self.conn: ConnId | None = None
+        self._not_tls = not_tls
         self._backend = backend
         self._runner = backend.runner
         self._loop = backend.loop
@@ -333,7 +336,7 @@ class AsyncioConnection(asyncio.Protocol):
         if self._listener is None:
             raise RuntimeError("accepted connection without a listener")
         self.conn = self._runner.accept(
-            self, listener=self._listener, peer=peer, local=local, tls=tls
+            self, listener=self._listener, peer=peer, local=local, tls=tls, not_tls=self._not_tls
         )
 
     def _connected(self, transport: asyncio.Transport, ssl_object: ssl.SSLObject | None) -> None:
@@ -462,10 +465,20 @@ class AsyncioBackend:
         return self._runner
 
     def client_protocol(
-        self, listener: int, server_names: MutableMapping[ssl.SSLObject, str] | None
+        self,
+        listener: int,
+        server_names: MutableMapping[ssl.SSLObject, str] | None,
+        *,
+        not_tls: bool = False,
     ) -> AsyncioConnection:
-        """A protocol for a connection accepted on listener number ``listener``."""
-        return AsyncioConnection(self, listener=listener, server_names=server_names)
+        """A protocol for a connection accepted on listener number ``listener``.
+
+        ``not_tls``: a TLS listener's client whose first byte is not a TLS handshake,
+        connected without TLS (``sansproxy_asyncio._tls_accept``).
+        """
+        return AsyncioConnection(
+            self, listener=listener, server_names=server_names, not_tls=not_tls
+        )
 
     # -- live connections ------------------------------------------------------------------
 

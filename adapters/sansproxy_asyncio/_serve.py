@@ -23,12 +23,12 @@ import socket
 import ssl
 import weakref
 from collections.abc import Callable, MutableMapping, Sequence
-from typing import Any
 
 from sansproxy import Proxy
-from sansproxy.config import Listener, ProxyConfig
+from sansproxy.config import ProxyConfig
 from sansproxy.events import ShutdownRequested
 from sansproxy_asyncio._backend import AsyncioBackend
+from sansproxy_asyncio._tls_accept import TlsAcceptor
 from sansproxy_io.listen import (
     LISTEN_BACKLOG,
     Address,
@@ -102,7 +102,8 @@ async def serve_asyncio(
     logger.debug("rng seed %d", seed)
     logger.debug("event loop %s.%s", type(loop).__module__, type(loop).__qualname__)
     server_contexts = [
-        _server_context(listener) if listener.tls else None for listener in config.listeners
+        _server_context(config, index) if listener.tls else None
+        for index, listener in enumerate(config.listeners)
     ]
     client_contexts = ClientContexts()
     client_contexts.preload(config)
@@ -111,7 +112,7 @@ async def serve_asyncio(
         bound, verb = _bind(config), "listening on"
     else:
         bound, verb = [list(sockets) for sockets in listen_sockets], "accepting on"
-    servers: list[asyncio.Server] = []
+    servers: list[asyncio.Server | TlsAcceptor] = []
     backend = AsyncioBackend(loop, client_contexts, close_timeout=config.timeouts.drain)
     recorder: Recorder | None = None
     flushing: asyncio.Task[None] | None = None
@@ -129,9 +130,23 @@ async def serve_asyncio(
         addresses: list[Address] = []
         for index, sockets in enumerate(bound):
             tls = server_contexts[index]
+            acceptor = None
+            if tls is not None:
+                acceptor = TlsAcceptor(
+                    backend,
+                    index,
+                    tls[0],
+                    tls[1],
+                    handshake_timeout=config.timeouts.client_header,
+                    shutdown_timeout=config.timeouts.drain,
+                )
+                servers.append(acceptor)
             for sock in sockets:
                 address = socket_address(sock.getsockname())
-                servers.append(await _start_server(backend, index, sock, tls=tls, config=config))
+                if acceptor is None:
+                    servers.append(await _start_server(backend, index, sock))
+                else:
+                    acceptor.serve(sock)
                 addresses.append(address)
                 logger.info("%s", listening_message(tls is not None, address, verb=verb))
         if started is not None:
@@ -184,38 +199,21 @@ def _bind(config: ProxyConfig) -> list[list[socket.socket]]:
     return bound
 
 
-async def _start_server(
-    backend: AsyncioBackend,
-    index: int,
-    sock: socket.socket,
-    *,
-    tls: tuple[ssl.SSLContext, ServerNames] | None,
-    config: ProxyConfig,
-) -> asyncio.Server:
-    names = None if tls is None else tls[1]
-    options: dict[str, Any] = {}
-    if tls is not None:
-        options = {
-            "ssl": tls[0],
-            "ssl_handshake_timeout": config.timeouts.client_header,
-            "ssl_shutdown_timeout": config.timeouts.drain,
-        }
+async def _start_server(backend: AsyncioBackend, index: int, sock: socket.socket) -> asyncio.Server:
+    """Serve a cleartext listener's socket (TLS ones: ``_tls_accept.TlsAcceptor``)."""
     return await backend.loop.create_server(
-        lambda: backend.client_protocol(index, names),
-        sock=sock,
-        backlog=LISTEN_BACKLOG,
-        **options,
+        lambda: backend.client_protocol(index, None), sock=sock, backlog=LISTEN_BACKLOG
     )
 
 
-def _server_context(listener: Listener) -> tuple[ssl.SSLContext, ServerNames]:
+def _server_context(config: ProxyConfig, index: int) -> tuple[ssl.SSLContext, ServerNames]:
     """The listener's context, with an SNI callback that leaves each name by its SSL object.
 
     asyncio runs handshakes in protocol callbacks, not in a task of ours, so the context
     variable ``sansproxy_io.tls.capture_sni`` relies on is not there; the SSL object is,
     and ``connection_made`` finds the same one in ``get_extra_info("ssl_object")``.
     """
-    context = server_context(listener)
+    context = server_context(config, index)
     names: ServerNames = weakref.WeakKeyDictionary()
 
     def remember(

@@ -35,17 +35,22 @@ import os
 import random
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, fields, is_dataclass, replace
+from dataclasses import MISSING, dataclass, fields, is_dataclass, replace
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Final, Protocol, TextIO, cast, get_args
 
 from sansproxy.commands import Command, Send
-from sansproxy.config import ProxyConfig, parse_config
+from sansproxy.config import (
+    ProxyConfig,
+    parse_config,
+    quick_listen_address,
+    quick_upstream_url,
+)
 from sansproxy.errors import ConfigError, SansproxyError
 from sansproxy.events import ConfigReloaded, ConnId, DataReceived, Event, TlsInfo
 from sansproxy.proxy import Proxy
+from sansproxy_io.version import installed_version
 
 __all__ = [
     "FLUSH_INTERVAL",
@@ -92,13 +97,6 @@ class RecordingError(SansproxyError):
     """A recording cannot be read or replayed: not a recording, another format version, corrupt."""
 
 
-def _sansproxy_version() -> str:
-    try:
-        return metadata.version("sansproxy")
-    except metadata.PackageNotFoundError:
-        return "unknown"  # a checkout that is not installed
-
-
 # --------------------------------------------------------------------------------------------
 # Targets and file names
 
@@ -142,10 +140,11 @@ def quick_config_toml(listen: Sequence[str], upstreams: Sequence[str]) -> str:
     if isinstance(listen, str) or isinstance(upstreams, str):
         raise TypeError("listen and upstreams must be sequences of strings, not a str")
     lines = ["# Generated from the command line (--listen / --upstream)."]
-    for address in listen:
-        lines += ["[[listeners]]", f"address = {_toml_string(address)}", 'upstream = "default"']
+    for given in listen:
+        address = _toml_string(quick_listen_address(given))  # ":8080" is "0.0.0.0:8080"
+        lines += ["[[listeners]]", f"address = {address}", 'upstream = "default"']
         lines.append("")
-    servers = ", ".join(_toml_string(url) for url in upstreams)
+    servers = ", ".join(_toml_string(quick_upstream_url(url)) for url in upstreams)
     lines += ["[upstreams.default]", f"servers = [{servers}]", ""]
     return "\n".join(lines)
 
@@ -207,6 +206,8 @@ def _diff(parsed: object, actual: object, path: str, out: dict[str, Scalar]) -> 
         return
     if is_dataclass(parsed) and not isinstance(parsed, type) and type(parsed) is type(actual):
         for field in fields(parsed):
+            if not field.compare:
+                continue  # not a setting (ProxyConfig.source)
             name = f"{path}.{field.name}" if path else field.name
             _diff(getattr(parsed, field.name), getattr(actual, field.name), name, out)
         return
@@ -298,6 +299,12 @@ def _as_optional_str(value: Json) -> str | None:
     return None if value is None else _as_str(value)
 
 
+def _as_bool(value: Json) -> bool:
+    if not isinstance(value, bool):
+        raise RecordingError(f"expected true or false, found {value!r}")
+    return value
+
+
 def _as_optional_float(value: Json) -> float | None:
     if value is None:
         return None
@@ -332,6 +339,7 @@ def _as_tls(value: Json) -> TlsInfo | None:
 _FIELD_DECODERS: Final[dict[str, Callable[[Json], object]]] = {
     "ConnId": lambda value: ConnId(_as_int(value)),
     "int": _as_int,
+    "bool": _as_bool,
     "str": _as_str,
     "bytes": _as_bytes,
     "tuple[str, int]": _as_address,
@@ -365,6 +373,8 @@ def decode_event(obj: Json) -> Event:
     values: dict[str, object] = {}
     for field in fields(cls):
         if field.name not in obj:
+            if field.default is not MISSING:
+                continue  # a field added later (ConnectionAccepted.not_tls): its default
             raise RecordingError(f"{cls.__name__} without {field.name!r}")
         decoder = _FIELD_DECODERS.get(str(field.type))
         if decoder is None:
@@ -442,7 +452,7 @@ class Recorder:
         header = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
-            "sansproxy": _sansproxy_version(),
+            "sansproxy": installed_version(),
             "seed": seed,
             "worker": worker,
             "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -715,9 +725,9 @@ def _replay_records(records: _Records, name: str) -> ReplayResult:
     proxy = Proxy(config_from_entry(header["config"]), rng=random.Random(header["seed"]))
     notes: list[str] = []
     recorded_version = header.get("sansproxy")
-    if recorded_version != _sansproxy_version():
+    if recorded_version != installed_version():
         notes.append(
-            f"recorded with sansproxy {recorded_version}, replayed with {_sansproxy_version()}"
+            f"recorded with sansproxy {recorded_version}, replayed with {installed_version()}"
         )
     turns = 0
     ended: int | None = None
@@ -801,7 +811,7 @@ def _unsupported_version(name: str, header: dict[str, Json]) -> str:
         return message
     advice: list[str] = []
     writer = header.get("sansproxy")
-    if isinstance(writer, str) and writer not in ("unknown", _sansproxy_version()):
+    if isinstance(writer, str) and writer not in ("unknown", installed_version()):
         advice.append(f"replay it with sansproxy {writer}, which recorded it")
     if found < FORMAT_VERSION:
         advice.append("record the run again")

@@ -38,7 +38,8 @@ from typing import Final, Protocol
 from sansproxy.config import Listener, ProxyConfig, parse_config
 from sansproxy.errors import ConfigError
 from sansproxy_io.runner import LOGGER
-from sansproxy_io.tls import ClientContexts, server_context
+from sansproxy_io.tls import ClientContexts, server_contexts
+from sansproxy_io.tls_files import load_listener_files
 
 __all__ = [
     "LoadedConfig",
@@ -105,9 +106,7 @@ def check_loadable(config: ProxyConfig) -> None:
     Raises:
         ConfigError: One of them cannot be loaded (named by path).
     """
-    for listener in config.listeners:
-        if listener.tls:
-            server_context(listener)
+    server_contexts(config)
     ClientContexts().preload(config)
 
 
@@ -262,16 +261,21 @@ class Reloader:
         return True
 
     def _reload_certificates(self, config: ProxyConfig) -> None:
-        for listener, context in zip(config.listeners, self._server_contexts, strict=False):
-            if context is None or listener.certificate is None:
+        pairs = zip(config.listeners, self._server_contexts, strict=False)
+        for index, (listener, context) in enumerate(pairs):
+            if context is None or listener.certificate is None or listener.private_key is None:
                 continue
             try:
-                context.load_cert_chain(listener.certificate, listener.private_key)
-            except (OSError, ssl.SSLError) as error:
-                # validate_reload loaded the same files a moment ago; they changed since.
-                logger.warning(
-                    "%s: keeping the previous certificate: %s", listener.certificate, error
+                load_listener_files(
+                    context,
+                    listener.certificate,
+                    listener.private_key,
+                    source=config.source,
+                    index=index,
                 )
+            except ConfigError as error:
+                # validate_reload loaded the same files a moment ago; they changed since.
+                logger.warning("%s; keeping the previous certificate", error)
 
 
 # -- the pid file and ``sansproxy reload`` ------------------------------------------------

@@ -55,6 +55,7 @@ from sansproxy.events import (
     ConnectionLost,
     ConnId,
     Event,
+    TlsHandshakeFailed,
     TlsInfo,
     UpstreamFailed,
 )
@@ -63,7 +64,16 @@ from sansproxy_io.accesslog import format_record
 if TYPE_CHECKING:
     from sansproxy_io.record import TurnRecorder
 
-__all__ = ["ACCESS_LOGGER", "LOGGER", "Backend", "Core", "Runner", "Transport"]
+__all__ = [
+    "ACCESS_LOGGER",
+    "LOGGER",
+    "TLS_HANDSHAKE_RECORD",
+    "Backend",
+    "Core",
+    "Runner",
+    "Transport",
+    "looks_like_tls",
+]
 
 LOGGER: Final = "sansproxy"
 """Name of the :mod:`logging` logger for the core's ``Log`` commands and adapter messages."""
@@ -80,6 +90,20 @@ _RECENT_EVENTS: Final = 32
 
 logger = logging.getLogger(LOGGER)
 access_logger = logging.getLogger(ACCESS_LOGGER)
+
+
+TLS_HANDSHAKE_RECORD: Final = 0x16
+"""The first byte of every TLS connection a client opens: a handshake record (RFC 8446 §5.1)."""
+
+
+def looks_like_tls(first: bytes) -> bool:
+    """Whether a client's first byte can start a TLS handshake.
+
+    This one byte is all an adapter looks at on a TLS listener: anything else (an ASCII
+    letter from ``GET /``, most likely) is reported as ``not_tls`` and the core answers
+    it. No HTTP is parsed here.
+    """
+    return first[:1] == bytes([TLS_HANDSHAKE_RECORD])
 
 
 class Core(Protocol):
@@ -166,7 +190,8 @@ class Runner:
         core: The :class:`sansproxy.Proxy` (or anything with its driving methods).
         clock: Monotonic seconds, the same clock the backend's timer sleeps on.
         backend: The I/O primitives.
-        access_log_format: ``"combined"``, ``"json"``, or ``None`` to drop access records.
+        access_log_format: ``"combined"``, ``"extended"``, ``"json"``, or ``None`` to drop
+            access records.
         wall_clock: Wall-clock seconds since the Unix epoch, passed to the core on every
             turn (``wall=``) and printed, in the local time zone, on access-log lines.
         recorder: Receives every ``allocate_id`` result and every turn (both times, event,
@@ -220,8 +245,12 @@ class Runner:
         peer: tuple[str, int],
         local: tuple[str, int],
         tls: TlsInfo | None = None,
+        not_tls: bool = False,
     ) -> ConnId:
         """Register a newly accepted client connection and tell the core about it.
+
+        ``not_tls``: the connection came to a TLS listener but its first byte is not a TLS
+        handshake record (see :func:`looks_like_tls`); the core answers it.
 
         Returns:
             The id the core gave the connection; the transport reports its events with it.
@@ -231,9 +260,15 @@ class Runner:
             self._recorder.allocated(conn)
         self._transports[conn] = transport
         self.dispatch(
-            ConnectionAccepted(conn=conn, listener=listener, peer=peer, local=local, tls=tls)
+            ConnectionAccepted(
+                conn=conn, listener=listener, peer=peer, local=local, tls=tls, not_tls=not_tls
+            )
         )
         return conn
+
+    def handshake_failed(self, *, listener: int, peer: tuple[str, int], reason: str) -> None:
+        """A client's TLS handshake failed or timed out: the core counts and logs it."""
+        self.dispatch(TlsHandshakeFailed(listener=listener, peer=peer, reason=reason))
 
     def dispatch(self, event: Event) -> None:
         """Give ``event`` to the core and carry out the commands it returns.

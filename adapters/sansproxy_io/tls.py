@@ -21,15 +21,17 @@ from contextlib import contextmanager
 from typing import Protocol
 
 from sansproxy.commands import UpstreamTls
-from sansproxy.config import Listener, ProxyConfig
+from sansproxy.config import ProxyConfig
 from sansproxy.errors import ConfigError
 from sansproxy.events import TlsInfo
+from sansproxy_io.tls_files import load_listener_files
 
 __all__ = [
     "ClientContexts",
     "HandshakeFacts",
     "capture_sni",
     "server_context",
+    "server_contexts",
     "tls_info",
     "warn_unverified_upstreams",
 ]
@@ -37,26 +39,38 @@ __all__ = [
 _sni_box: contextvars.ContextVar[list[str]] = contextvars.ContextVar("sansproxy_sni")
 
 
-def server_context(listener: Listener) -> ssl.SSLContext:
-    """Build the context that terminates TLS for ``listener``.
+def server_context(config: ProxyConfig, index: int) -> ssl.SSLContext:
+    """Build the context that terminates TLS for listener ``index`` of ``config``.
 
     Raises:
-        ConfigError: The certificate or key cannot be loaded (named by path).
+        ConfigError: The certificate or key cannot be loaded: one line naming
+            ``config.source``, the key (``listeners[0].private_key``) and the problem
+            in plain words (``sansproxy_io.tls_files``).
+        ValueError: The listener has no certificate (a caller bug).
     """
-    if listener.certificate is None:
+    listener = config.listeners[index]
+    if listener.certificate is None or listener.private_key is None:
         raise ValueError("listener has no certificate")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_alpn_protocols(list(listener.alpn))
-    try:
-        context.load_cert_chain(listener.certificate, listener.private_key)
-    except (OSError, ssl.SSLError) as exc:
-        detail = exc.strerror or str(exc)
-        raise ConfigError(
-            listener.certificate, "", f"cannot load TLS certificate and key: {detail}"
-        ) from exc
+    load_listener_files(
+        context, listener.certificate, listener.private_key, source=config.source, index=index
+    )
     context.sni_callback = _remember_sni
     return context
+
+
+def server_contexts(config: ProxyConfig) -> list[ssl.SSLContext | None]:
+    """One context per listener of ``config``, ``None`` for the cleartext ones.
+
+    Raises:
+        ConfigError: As :func:`server_context`.
+    """
+    return [
+        server_context(config, index) if listener.tls else None
+        for index, listener in enumerate(config.listeners)
+    ]
 
 
 @contextmanager

@@ -30,11 +30,11 @@ from sansproxy.events import ShutdownRequested, TlsInfo
 from sansproxy_io.listen import ListenError
 from sansproxy_io.record import FLUSH_INTERVAL, Recorder, RecordTarget, open_recorder
 from sansproxy_io.reload import Reloader
-from sansproxy_io.runner import LOGGER, Runner
+from sansproxy_io.runner import LOGGER, Runner, looks_like_tls
 from sansproxy_io.tls import (
     ClientContexts,
     capture_sni,
-    server_context,
+    server_contexts,
     tls_info,
     warn_unverified_upstreams,
 )
@@ -92,9 +92,7 @@ async def serve_trio(
     if seed is None:
         seed = int.from_bytes(os.urandom(8), "big")
     logger.debug("rng seed %d", seed)
-    server_contexts = [
-        server_context(listener) if listener.tls else None for listener in config.listeners
-    ]
+    contexts = server_contexts(config)
     client_contexts = ClientContexts()
     client_contexts.preload(config)
     warn_unverified_upstreams(config, logger)
@@ -124,7 +122,7 @@ async def serve_trio(
         )
         backend.attach(runner)
         if reloader is not None:
-            reloader.attach(runner, server_contexts)
+            reloader.attach(runner, contexts)
         if recorder is not None:
             nursery.start_soon(_keep_recording, recorder)
         nursery.start_soon(backend.timer.run, runner.on_timer)
@@ -132,9 +130,7 @@ async def serve_trio(
         acceptor = _Acceptor(backend, config.timeouts.client_header)
         accept_scope = trio.CancelScope()
         accept_stopped = trio.Event()
-        nursery.start_soon(
-            acceptor.run, bound, server_contexts, nursery, accept_scope, accept_stopped
-        )
+        nursery.start_soon(acceptor.run, bound, contexts, nursery, accept_scope, accept_stopped)
         task_status.started(addresses)
 
         if shutdown is None:
@@ -239,28 +235,52 @@ class _Acceptor:
             return
         stream: trio.abc.Stream = raw
         tls: TlsInfo | None = None
+        not_tls = False
         if context is not None:
-            ssl_stream = trio.SSLStream(raw, context, server_side=True)
-            with capture_sni() as names, trio.move_on_after(self._handshake_timeout):
+            runner = self._backend.runner
+            failure = "timed out"
+            with trio.move_on_after(self._handshake_timeout):
                 try:
-                    await ssl_stream.do_handshake()
-                except trio.BrokenResourceError as exc:
-                    logger.debug("TLS handshake with %s:%d failed: %s", *peer, exc.__cause__)
+                    # Peek, so that a TLS client's bytes stay for the handshake.
+                    first = await raw.socket.recv(1, socket.MSG_PEEK)
+                except OSError:
+                    first = b""
+                    failure = ""  # reset before it said anything: not a handshake
+                if not first:
+                    failure = ""  # connected and closed (a TCP check): not a handshake
+                elif not looks_like_tls(first):
+                    not_tls = True  # the core answers it (plain HTTP, most likely)
                 else:
-                    tls = tls_info(ssl_stream, names[0] if names else None)
-            if tls is None:
+                    ssl_stream = trio.SSLStream(raw, context, server_side=True)
+                    with capture_sni() as names:
+                        try:
+                            await ssl_stream.do_handshake()
+                        except trio.BrokenResourceError as exc:
+                            failure = _reason(exc.__cause__)
+                        else:
+                            tls = tls_info(ssl_stream, names[0] if names else None)
+                            stream = ssl_stream
+            if tls is None and not not_tls:
+                if failure and self.accepting:
+                    runner.handshake_failed(listener=index, peer=peer, reason=failure)
                 await trio.aclose_forcefully(raw)
                 return
-            stream = ssl_stream
         if not self.accepting:
             await trio.aclose_forcefully(raw)
             return
         connection = self._backend.new_connection(raw)
         connection.conn = self._backend.runner.accept(
-            connection, listener=index, peer=peer, local=local, tls=tls
+            connection, listener=index, peer=peer, local=local, tls=tls, not_tls=not_tls
         )
         # Only from here on is the connection "live": shutdown waits for it, not for handshakes.
         await self._backend.track(lambda: connection.serve_client(stream))
+
+
+def _reason(error: BaseException | None) -> str:
+    """Why a handshake failed, in OpenSSL's short words (``wrong version number``)."""
+    if isinstance(error, ssl.SSLError) and error.reason:
+        return error.reason.lower().replace("_", " ")
+    return str(error) if error is not None else "connection closed"
 
 
 def _address(sockname: object) -> Address:

@@ -4,13 +4,15 @@ Usage::
 
     sansproxy --config proxy.toml
     sansproxy --check-config proxy.toml
+    sansproxy --version
     sansproxy --listen 127.0.0.1:8080 --upstream http://127.0.0.1:9000 [--upstream ...]
+    sansproxy --listen :8080 --upstream localhost:9000      (every interface; http assumed)
     sansproxy demo [--port 8080]
     sansproxy replay FILE [FILE ...]
     sansproxy reload --pid-file FILE
 
 Common options: ``--log-level debug|info|warning|error`` (default: the config's
-``logging.level``), ``--access-log-format combined|json`` (default: the config's),
+``logging.level``), ``--access-log-format combined|extended|json`` (default: the config's),
 ``--seed N`` (the core's random seed; drawn from ``os.urandom`` and logged at DEBUG otherwise).
 
 ``--loop trio|asyncio|uvloop`` chooses the event loop (default: the config's ``server.loop``,
@@ -58,7 +60,8 @@ from sansproxy_io.accesslog import ACCESS_LOG_FORMATS
 from sansproxy_io.record import RecordTarget, quick_config_toml, replay_main
 from sansproxy_io.reload import LoadedConfig, remove_pid_file, signal_reload, write_pid_file
 from sansproxy_io.runner import ACCESS_LOGGER, LOGGER
-from sansproxy_io.tls import ClientContexts, server_context
+from sansproxy_io.tls import ClientContexts, server_contexts
+from sansproxy_io.version import version_line
 from sansproxy_io.workers import (
     ServeOptions,
     parse_workers,
@@ -265,6 +268,9 @@ def _parser() -> argparse.ArgumentParser:
         description="A reverse proxy around a pure, sans-IO core, served on trio.",
         parents=[common],
     )
+    parser.add_argument(
+        "--version", action="version", version=version_line(), help="print the version and exit"
+    )
     parser.add_argument("--config", metavar="FILE", help="run with this TOML configuration")
     parser.add_argument(
         "--check-config", metavar="FILE", help="validate FILE, print 'FILE: OK' and exit"
@@ -273,10 +279,13 @@ def _parser() -> argparse.ArgumentParser:
         "--listen",
         action="append",
         metavar="HOST:PORT",
-        help="quick mode: listen here ([::1]:PORT for IPv6)",
+        help="quick mode: listen here ([::1]:PORT for IPv6; :PORT or PORT: every interface)",
     )
     parser.add_argument(
-        "--upstream", action="append", metavar="URL", help="quick mode: a backend (repeatable)"
+        "--upstream",
+        action="append",
+        metavar="URL",
+        help="quick mode: a backend, http://HOST:PORT or HOST:PORT (http) (repeatable)",
     )
     parser.add_argument(
         "--loop",
@@ -353,9 +362,7 @@ def _read(path: str) -> str:
 
 def _check(config: ProxyConfig) -> None:
     """What start-up would load besides the TOML: certificates, keys, CA files."""
-    for listener in config.listeners:
-        if listener.tls:
-            server_context(listener)
+    server_contexts(config)
     ClientContexts().preload(config)
 
 

@@ -11,7 +11,16 @@ from http import HTTPStatus
 
 from sansproxy._codec import Headers
 
-__all__ = ["CHUNKED", "PHRASES", "field_lines", "refusal", "split_absolute", "tokens", "with_close"]
+__all__ = [
+    "CHUNKED",
+    "PHRASES",
+    "field_lines",
+    "not_tls_response",
+    "refusal",
+    "split_absolute",
+    "tokens",
+    "with_close",
+]
 
 PHRASES = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
 """Standard reason phrases, for backends that send an empty one (RFC 9112 §4 allows it)."""
@@ -38,6 +47,21 @@ def refusal() -> bytes:
     return (
         b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
         b"content-length: 24\r\nconnection: close\r\n\r\n503 Service Unavailable\n"
+    )
+
+
+_NOT_TLS_BODY = b"400 The plain HTTP request was sent to HTTPS port\n"
+
+
+def not_tls_response() -> bytes:
+    """The whole 400 for plain HTTP sent to a TLS listener, in nginx's words.
+
+    It is written before the request is read (there is nothing in it to answer
+    otherwise), so it is the same for every request: HTTP/1.1, ``Connection: close``.
+    """
+    return (
+        b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_NOT_TLS_BODY), _NOT_TLS_BODY)
     )
 
 

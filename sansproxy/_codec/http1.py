@@ -68,13 +68,14 @@ from sansproxy._codec._h1write import (
     CHUNKED,
     PHRASES,
     field_lines,
+    not_tls_response,
     refusal,
     split_absolute,
     tokens,
     with_close,
 )
 
-__all__ = ["ClientCodec", "ServerCodec", "refusal"]
+__all__ = ["ClientCodec", "ServerCodec", "not_tls_response", "refusal"]
 
 _THEIR_MESSAGE_DONE = (h11.DONE, h11.MUST_CLOSE, h11.CLOSED)
 _ABSOLUTE_FORM = re.compile(rb"[A-Za-z][A-Za-z0-9+\-.]*://([^/?]*)")

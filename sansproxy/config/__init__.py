@@ -15,6 +15,7 @@ Every key, its type and its default is documented in
 from __future__ import annotations
 
 from sansproxy.config._parse import QUICK_UPSTREAM_NAME, parse_config, quick_config
+from sansproxy.config._quick import quick_listen_address, quick_upstream_url
 from sansproxy.config._values import parse_size
 from sansproxy.config.model import (
     LOOPS,
@@ -64,4 +65,6 @@ __all__ = [
     "parse_config",
     "parse_size",
     "quick_config",
+    "quick_listen_address",
+    "quick_upstream_url",
 ]

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 from sansproxy.config._cache import cache as _cache
 from sansproxy.config._compression import compression as _compression
 from sansproxy.config._pools import _upstreams
+from sansproxy.config._quick import quick_listen_address, quick_upstream_url
 from sansproxy.config._routes import _check_merged_slashes, _routes, _routing
 from sansproxy.config._values import (
     _ACCESS_LOG_FORMATS,
@@ -99,7 +100,7 @@ def parse_config(text: str, source: str = "<config>") -> ProxyConfig:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(source, "", f"invalid TOML: {error}") from None
     try:
-        return _proxy_config(document)
+        return replace(_proxy_config(document), source=source)
     except _Invalid as invalid:
         raise ConfigError(source, invalid.key, invalid.problem) from None
 
@@ -111,8 +112,10 @@ def quick_config(listen: Sequence[str], upstreams: Sequence[str]) -> ProxyConfig
     whose servers are ``upstreams``; everything else keeps its default.
 
     Args:
-        listen: ``host:port`` addresses (IPv6 as ``[::1]:8080``; port 0 is ephemeral).
-        upstreams: server URLs such as ``http://127.0.0.1:9000``.
+        listen: ``host:port`` addresses (IPv6 as ``[::1]:8080``; port 0 is ephemeral);
+            ``:8080`` or ``8080`` listens on every IPv4 interface.
+        upstreams: server URLs such as ``http://127.0.0.1:9000``; without a scheme
+            (``127.0.0.1:9000``, ``localhost:9000``) ``http://`` is assumed.
 
     Returns:
         The configuration, as :func:`parse_config` would build it.
@@ -133,7 +136,7 @@ def quick_config(listen: Sequence[str], upstreams: Sequence[str]) -> ProxyConfig
     listeners: list[Listener] = []
     for address in listen:
         try:
-            host, port = _parse_listen_address(address)
+            host, port = _parse_listen_address(quick_listen_address(address))
         except ValueError as error:
             raise ConfigError(_COMMAND_LINE, "--listen", f"{address!r}: {error}") from None
         if port != 0 and any((lst.host, lst.port) == (host, port) for lst in listeners):
@@ -142,14 +145,16 @@ def quick_config(listen: Sequence[str], upstreams: Sequence[str]) -> ProxyConfig
     servers: list[Server] = []
     for url in upstreams:
         try:
-            server = _parse_server_url(url)
+            server = _parse_server_url(quick_upstream_url(url))
         except ValueError as error:
             raise ConfigError(_COMMAND_LINE, "--upstream", f"{url!r}: {error}") from None
         if server in servers:
             raise ConfigError(_COMMAND_LINE, "--upstream", f"{url!r}: given twice")
         servers.append(server)
     upstream = Upstream(name=QUICK_UPSTREAM_NAME, servers=tuple(servers))
-    return ProxyConfig(listeners=tuple(listeners), upstreams={upstream.name: upstream})
+    return ProxyConfig(
+        listeners=tuple(listeners), upstreams={upstream.name: upstream}, source=_COMMAND_LINE
+    )
 
 
 def _proxy_config(document: dict[str, object]) -> ProxyConfig:

@@ -7,6 +7,7 @@ from dataclasses import fields, replace
 
 from sansproxy.config._cache import cache as parse_cache
 from sansproxy.config._compression import compression as parse_compression
+from sansproxy.config._header_edits import header_edits
 from sansproxy.config._values import (
     _FIELD_VALUE,
     _TOKEN,
@@ -55,6 +56,8 @@ _ROUTE_KEYS = (
     "retries",
     "compression",
     "cache",
+    "request_headers",
+    "response_headers",
 )
 _ROUTE_TIMEOUTS = ("client_body", "upstream_connect", "upstream_header", "upstream_body")
 _REDIRECT_KEYS = ("location", "status")
@@ -153,6 +156,8 @@ def _route(
             "retries",
             "compression",
             "cache",
+            "request_headers",
+            "response_headers",
         ):
             if proxy_only in table:
                 raise _Invalid(f"{path}.{proxy_only}", "applies only to routes with an upstream")
@@ -182,6 +187,11 @@ def _route(
         compression = parse_compression(table["compression"], f"{path}.compression", compression)
     if "cache" in table:
         cache = parse_cache(table["cache"], f"{path}.cache", cache)
+    edits = {
+        key: header_edits(table[key], f"{path}.{key}")
+        for key in ("request_headers", "response_headers")
+        if key in table
+    }
     return Route(
         name=name,
         match=match,
@@ -196,6 +206,7 @@ def _route(
         retry=retry,
         compression=compression,
         cache=cache,
+        **edits,
     )
 
 

@@ -58,7 +58,7 @@ _SIZE_LIMITS = frozenset(
 """Limits fields that are byte sizes; every other Limits field is a count."""
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
-_ACCESS_LOG_FORMATS = ("combined", "json")
+_ACCESS_LOG_FORMATS = ("combined", "extended", "json")
 _ALWAYS_HIDDEN = ("server", "x-powered-by")
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from sansproxy.compression.decide import DEFAULT_MIN_SIZE, DEFAULT_TYPES
 from sansproxy.compression.encoders import DEFAULT_LEVELS
+from sansproxy.header_edits import HeaderEdits
 from sansproxy.health import ActiveCheck, OutlierDetection
 from sansproxy.routing import RouteMatch
 
@@ -277,7 +278,8 @@ class LogSettings:
     level: str = "info"
     access_log: bool = True
     access_log_format: str = "combined"
-    """``combined`` (Apache/nginx combined format) or ``json`` (one object per line)."""
+    """``combined`` (exactly the Apache/nginx combined format), ``extended`` (combined plus
+    upstream and times) or ``json`` (one object per line); see ``sansproxy_io.accesslog``."""
 
 
 RETRY_CONDITIONS = ("timeout", "502", "503", "504")
@@ -412,6 +414,10 @@ class Route:
     """The global ``[compression]`` with this route's overrides applied."""
     cache: CacheSettings = CacheSettings()
     """The global ``[cache]`` with this route's overrides applied."""
+    request_headers: HeaderEdits = field(default_factory=HeaderEdits)
+    """Fields set, added and removed on the request sent to the backend."""
+    response_headers: HeaderEdits = field(default_factory=HeaderEdits)
+    """Fields set, added and removed on the backend's response to the client."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -438,3 +444,7 @@ class ProxyConfig:
     http2: Http2Settings = Http2Settings()
     logging: LogSettings = LogSettings()
     server: ServerSettings = ServerSettings()
+    source: str = field(default="<config>", compare=False)
+    """Where the configuration came from (its file name, ``command line``), so that an
+    adapter's errors about the files it names (certificates, keys) name it too. Not
+    compared: the same settings from two places are the same configuration."""

@@ -17,7 +17,8 @@ forwarded. The order:
    request waits for the same URI's miss in flight (:data:`~.cache.WAIT`).
 3. ``BodyLimit`` (:mod:`.body_limit`): a declared body over the route's limit gets 413.
 4. ``ForwardingHeaders`` (:mod:`.forwarding`): the head that goes upstream: path
-   rewrites, Host, hop-by-hop removal, forwarding fields and Via.
+   rewrites, Host, hop-by-hop removal, forwarding fields and Via, then the route's
+   ``request_headers``.
 
 Access control, rate limits and authentication go between 1 and 2 (in that
 order) when they exist.
@@ -34,7 +35,7 @@ whatever reason (a local answer and an error included). The order:
 1. ``CacheStore`` (:mod:`.cache`): keeps a copy of what the backend sent, where the
    route caches, and turns a 304 to a revalidation back into the stored response.
 2. ``ResponseHeaders`` (:mod:`.forwarding`): hop-by-hop removal, Via, hiding
-   the backend's identity.
+   the backend's identity, then the route's ``response_headers``.
 3. ``Stickiness`` (:mod:`.sticky`): the sticky-session cookie.
 4. ``Compress`` (:mod:`.compress`): gzip, Brotli or Zstandard, where the route
    enables it and the client accepts it.

@@ -2,7 +2,9 @@
 
 The rules themselves live in :mod:`sansproxy.headers`; these filters apply them
 to the head that goes upstream (path rewrites and Host included) and to the
-response head that comes back.
+response head that comes back. A route's own edits (``request_headers``,
+``response_headers``: :mod:`sansproxy.header_edits`) come after them, so that they
+see the head as it would otherwise leave.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sansproxy.filters import Answer, OutgoingHead, ResponseStage
+from sansproxy.header_edits import variables_for
 from sansproxy.routing import rewrite_path
 
 if TYPE_CHECKING:
@@ -46,6 +49,9 @@ class ForwardingHeaders:
         if not any(name == b"host" for name, _ in headers):
             # An HTTP/1.0 client may omit Host; HTTP/1.1 backends require one.
             headers.append((b"host", group.servers[0].label.encode()))
+        edits = route.request_headers
+        if edits:
+            headers = edits.apply(headers, _variables(exchange))
         exchange.upstream_head = (exchange.method, path + exchange.query, headers)
         return None
 
@@ -60,7 +66,16 @@ class ResponseHeaders(ResponseStage):
         return self
 
     def head(self, exchange: Exchange, head: OutgoingHead) -> None:
-        """Rebuild the fields for the client."""
+        """Rebuild the fields for the client, then apply the route's own edits."""
         head.headers = exchange.settings.rules.client_response(
             head.headers, http_version=head.http_version, upgrade=False
         )
+        route = exchange.route
+        if route is not None and route.response_headers:
+            head.headers = route.response_headers.apply(head.headers, _variables(exchange))
+
+
+def _variables(exchange: Exchange) -> dict[bytes, bytes]:
+    """The values a route's header edits may use (``sansproxy.header_edits.VARIABLES``)."""
+    stream = exchange.stream
+    return variables_for(stream.peer, tls=stream.tls is not None, host=exchange.host)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -11,9 +14,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sansproxy.commands import AccessLog, AccessRecord
+from sansproxy.config import parse_config
 from sansproxy.events import ConnId, Event
 from sansproxy_io import runner as runner_module
-from sansproxy_io.accesslog import format_combined
+from sansproxy_io.accesslog import (
+    ACCESS_LOG_FORMATS,
+    JSON_FIELDS,
+    format_combined,
+    format_record,
+)
 from sansproxy_io.runner import ACCESS_LOGGER, Runner
 
 WHEN = datetime(2025, 3, 5, 14, 2, 7, tzinfo=timezone(timedelta(hours=1)))
@@ -148,3 +157,52 @@ def test_a_silenced_access_logger_costs_no_formatting(
     with caplog.at_level(logging.WARNING, logger=ACCESS_LOGGER):
         runner.on_timer()
     assert caplog.records == []
+
+
+# -- the formats, exactly -------------------------------------------------------------------
+
+COMBINED = re.compile(
+    r"(?P<addr>\S+) - - \[(?P<time>\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\] "
+    r'"(?P<request>[^"]*)" (?P<status>\d{3}) (?P<bytes>\d+) "(?P<referer>[^"]*)" '
+    r'"(?P<agent>[^"]*)"'
+)
+"""nginx's ``log_format combined``, as log parsers (goaccess, awstats) read it: nothing after."""
+
+
+def test_combined_is_exactly_the_combined_format() -> None:
+    line = format_combined(_record(referer="http://r/", user_agent="curl/8.5.0"), WHEN)
+    assert line == (
+        '127.0.0.1 - - [05/Mar/2025:14:02:07 +0100] "GET / HTTP/1.1" 200 5 "http://r/" "curl/8.5.0"'
+    )
+    assert COMBINED.fullmatch(line)
+    empty = format_combined(_record(response_bytes=0, upstream=None, upstream_ttfb=None), WHEN)
+    assert COMBINED.fullmatch(empty)
+    assert empty.endswith('" 200 0 "-" "-"')  # nginx writes 0 bytes as 0
+
+
+def test_extended_is_combined_plus_the_proxying_fields() -> None:
+    record = _record()
+    line = format_record(record, WHEN, "extended")
+    assert line == f"{format_combined(record, WHEN)} upstream=127.0.0.1:9000 rt=0.250 uht=0.125"
+    cached = format_record(_record(cache="hit"), WHEN, "extended")
+    assert cached == f"{line} cache=hit"  # only on routes that cache
+
+
+def test_json_keys_are_the_documented_ones_in_order() -> None:
+    line = format_record(_record(), WHEN, "json")
+    assert tuple(json.loads(line)) == JSON_FIELDS
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    section = docs.split("### Access log formats", 1)[1].split("\n## ", 1)[0]
+    json_table = section.split("**`json`**", 1)[1]
+    documented = tuple(re.findall(r"^\| `(\w+)` \|", json_table, re.M))
+    assert documented == JSON_FIELDS
+
+
+def test_every_format_is_accepted_by_the_config_and_the_command_line() -> None:
+    assert set(ACCESS_LOG_FORMATS) == {"combined", "extended", "json"}
+    for name in ACCESS_LOG_FORMATS:
+        text = '[[listeners]]\naddress = "127.0.0.1:0"\n[upstreams.a]\nservers = ["http://a"]\n'
+        text += f'[logging]\naccess_log_format = "{name}"\n'
+        assert parse_config(text).logging.access_log_format == name
+    with pytest.raises(ValueError, match="unknown access log format"):
+        format_record(_record(), WHEN, "common")

@@ -305,7 +305,7 @@ def test_tls_client_reports_sni_alpn_and_version(loop_name: str, tls_files: TlsF
         certificate=str(tls_files.cert_file),
         private_key=str(tls_files.key_file),
     )
-    context, names = _server_context(listener)
+    context, names = _server_context(ProxyConfig(listeners=(listener,)), 0)
 
     async def main() -> None:
         core = ScriptedCore()

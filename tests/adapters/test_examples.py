@@ -83,3 +83,21 @@ def test_selectors_loop_once() -> None:
     assert "response: 200 'hello from the selectors backend (/once)\\n'" in result.stdout
     assert "listening on http://127.0.0.1:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "give at least one --upstream URL to proxy to, or --once"),
+        (("--upstream", "ftp://x"), "command line: --upstream: 'ftp://x'"),
+        (("--listen", "nowhere", "--upstream", "http://127.0.0.1:9"), "command line: --listen"),
+    ],
+)
+def test_selectors_loop_explains_bad_or_missing_arguments(
+    args: tuple[str, ...], message: str
+) -> None:
+    result = run_example("selectors_loop.py", *args)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("usage: selectors_loop.py")
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

@@ -6,6 +6,7 @@ import hashlib
 import json
 import socket
 import subprocess
+import time
 from collections.abc import Callable
 
 import httpx
@@ -62,19 +63,61 @@ def test_tls_listener_rejects_untrusted_client_verification(
         c.get(tls_proxy.url + "/")
 
 
-def test_plaintext_to_tls_listener_does_not_break_it(
-    tls_proxy: RunningProxy, tls_files: TlsFiles
+NOT_TLS_BODY = b"400 The plain HTTP request was sent to HTTPS port\n"
+
+
+def test_plain_http_to_a_tls_listener_gets_a_400_that_says_so(
+    tls_proxy: RunningProxy, tls_files: TlsFiles, curl: str
 ) -> None:
-    with socket.create_connection(("127.0.0.1", tls_proxy.port), timeout=10) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        sock.settimeout(10)
-        try:
-            answer = sock.recv(1024)
-        except ConnectionResetError:
-            answer = b""
-        assert b"backend" not in answer
+    # What a user types when they forget the s: curl http:// to the https port.
+    result = subprocess.run(
+        [curl, "-sS", "-i", "--max-time", "10", f"http://127.0.0.1:{tls_proxy.port}/"],
+        capture_output=True,
+        timeout=15,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    head, _, body = result.stdout.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n"), result.stdout
+    assert b"connection: close" in head.lower()
+    assert body == NOT_TLS_BODY
+    # The listener still serves TLS, and nothing plain reached the backend.
     with httpx.Client(base_url=tls_proxy.url, verify=tls_files.client_context(), timeout=10) as c:
         assert c.get("/").text == "backend a\n"
+
+
+def test_plain_http_on_a_raw_socket_is_answered_then_closed(tls_proxy: RunningProxy) -> None:
+    with socket.create_connection(("127.0.0.1", tls_proxy.port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert answer.endswith(NOT_TLS_BODY)
+    assert b"backend" not in answer
+
+
+def test_failed_handshakes_are_logged_at_debug_level(
+    start_proxy: Start, backend: Backend, tls_files: TlsFiles
+) -> None:
+    config = proxy_config(backend.url, listener=tls_listener(tls_files), logging={"level": "debug"})
+    proxy = start_proxy(config)
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        # A handshake record header, then rubbish where the ClientHello should be.
+        sock.sendall(b"\x16\x03\x01\x00\x08" + b"rubbish!")
+        sock.settimeout(10)
+        try:
+            while sock.recv(4096):
+                pass
+        except ConnectionResetError:
+            pass
+    deadline = time.monotonic() + 10
+    while "TLS handshake from 127.0.0.1:" not in proxy.stderr():
+        assert time.monotonic() < deadline, proxy.stderr()
+        time.sleep(0.05)
+    line = next(line for line in proxy.stderr().splitlines() if "TLS handshake from" in line)
+    assert " DEBUG " in line
+    assert "on listener 0 failed" in line
 
 
 def https_upstream(files: TlsFiles, **extra: object) -> dict[str, object]:

@@ -344,17 +344,43 @@ def test_cap_pool_of_four_at_half_ejects_two_at_once() -> None:
     assert [pool.available(i, 30.0) for i in range(4)] == [True, False, False, True]
 
 
-def test_cap_pool_of_one_may_eject_its_only_server() -> None:
+def test_a_sole_server_is_never_ejected() -> None:
     pool = passive_pool(1)
-    assert fail(pool, 0, 3, 0.0) is not None
-    assert pool.healthy_count(0.0) == 0
+    assert fail(pool, 0, 100, 0.0) is None
+    assert pool.available(0, 0.0)
+    view = pool.view()[0]
+    assert (view.ejected_until, view.ejections) == (None, 0)
+    assert view.consecutive_failures == 100  # counted, as for a capped ejection
+    assert pool.next_deadline() is None
+    # The backend answers again: so does the proxy, at once.
+    pool.traffic_success(0, 0.5)
+    assert pool.view()[0].consecutive_failures == 0
+
+
+def test_the_last_available_server_is_never_ejected_even_at_a_cap_of_all() -> None:
+    everything = OutlierDetection(consecutive_failures=3, max_ejected_fraction=1.0)
+    pool = passive_pool(2, outlier=everything)
+    assert fail(pool, 0, 3, 0.0) is not None  # two servers: one may go
+    assert fail(pool, 1, 50, 1.0) is None  # the other is all that is left
+    assert [pool.available(i, 1.0) for i in range(2)] == [False, True]
+    # Once server 0 is back, server 1's next failure ejects it.
+    assert pool.traffic_failure(1, "reset", 30.0) is not None
+    assert [pool.available(i, 30.0) for i in range(2)] == [True, False]
+
+
+def test_the_last_server_up_on_its_probes_is_not_ejected() -> None:
+    pool = PoolHealth(LABELS[:2], active=ActiveCheck(fall=1, rise=1), outlier=OUTLIER)
+    pool.probe_result(0, False, "connect failed", 0.0)
+    assert fail(pool, 1, 10, 1.0) is None
+    assert pool.available(1, 1.0)
+    assert pool.healthy_count(1.0) == 1
 
 
 @pytest.mark.parametrize(
     ("fraction", "servers", "cap"),
-    [(0.0, 4, 1), (0.1, 4, 1), (0.5, 3, 1), (0.5, 4, 2), (0.74, 4, 2), (0.75, 4, 3), (1.0, 4, 4)],
+    [(0.0, 4, 1), (0.1, 4, 1), (0.5, 3, 1), (0.5, 4, 2), (0.74, 4, 2), (0.75, 4, 3), (1.0, 4, 3)],
 )
-def test_cap_rounds_down_but_allows_one(fraction: float, servers: int, cap: int) -> None:
+def test_cap_rounds_down_allows_one_and_keeps_one(fraction: float, servers: int, cap: int) -> None:
     outlier = OutlierDetection(consecutive_failures=1, max_ejected_fraction=fraction)
     pool = passive_pool(servers, outlier=outlier)
     ejected = [pool.traffic_failure(i, "reset", 0.0) is not None for i in range(servers)]
@@ -411,7 +437,7 @@ def test_an_ejection_ended_by_another_call_is_still_reported_once() -> None:
 
 
 def test_re_ejection_before_expire_keeps_both_records_in_order() -> None:
-    pool = passive_pool(1)
+    pool = passive_pool(2)
     fail(pool, 0, 3, 0.0)  # 0..30
     fail(pool, 0, 3, 31.0)  # 31..91, before expire() saw the first one end
     reasons = [(c.at, c.reason.split(" after")[0]) for c in pool.view()[0].history]

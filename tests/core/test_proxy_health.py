@@ -129,31 +129,103 @@ def test_a_success_between_failures_resets_the_count(kit) -> None:
     assert _served(pb) == ["a"]  # one failure in a row: not ejected
 
 
+def _refuse_on_a(pb: Playbook) -> None:
+    """Requests until one goes to a: a refuses it and b serves it (b's serve the others)."""
+    for _ in range(3):
+        c = pb.accept()
+        u, host, port = Placeholder(ConnId), Placeholder(str), Placeholder(int)
+        assert pb >> DataReceived(conn=c, data=GET) << OpenUpstream(conn=u, host=host, port=port)
+        refused = (host(), port()) == A
+        if refused:
+            first, u = u, Placeholder(ConnId)
+            assert (
+                pb
+                >> UpstreamFailed(conn=first, reason="connection refused")
+                << OpenUpstream(conn=u, host=B[0], port=B[1])
+            )
+        assert (
+            pb
+            >> UpstreamConnected(conn=u)
+            << Send(conn=u, data=FWD)
+            >> DataReceived(conn=u, data=OK_CLOSE)
+            << Send(conn=c, data=OK_OUT)
+            << Close(conn=u)
+            >> EofReceived(conn=c)
+            << Close(conn=c)
+        )
+        if refused:
+            return
+    raise AssertionError("round robin never chose a")
+
+
 def test_an_ejection_lasts_longer_each_time_up_to_the_cap(kit) -> None:
-    text = """
-[upstreams.app]
-servers = ["http://10.0.0.1:8001"]
-outlier = { consecutive_failures = 1, base_ejection = 10, max_ejection = 25 }
-"""
+    text = PASSIVE.replace("consecutive_failures = 2", "consecutive_failures = 1")
     pb = Playbook(kit.toml(LISTENER + text))
     lengths = []
     for _ in range(3):
         start = pb.clock.now
-        c = pb.accept()
-        u = Placeholder(ConnId)
-        pb >> DataReceived(conn=c, data=GET) << OpenUpstream(conn=u, host=A[0], port=A[1])
-        pb >> UpstreamFailed(conn=u, reason="connection refused")
-        kit.answered_with_error(pb, c, 502)
-        # While ejected, the only server is unavailable: 503 at once, nothing is opened.
-        c = pb.accept()
-        pb >> DataReceived(conn=c, data=GET)
-        kit.answered_with_error(pb, c, 503, retry_after=1)
+        _refuse_on_a(pb)
         until = _status(pb).servers[0].health.ejected_until
         assert until is not None
         lengths.append(until - start)
+        # While a is ejected, b takes everything.
+        assert [_served(pb)[0] for _ in range(2)] == ["b", "b"]
         assert pb.advance(until - start)
     # 10 s, then 20 s, then min(30, 25) s.
     assert lengths == [10.0, 20.0, 25.0]
+
+
+SOLE = """
+[upstreams.app]
+servers = ["http://10.0.0.1:8001"]
+"""
+
+
+def test_a_sole_server_is_never_ejected_and_serves_the_moment_it_answers(kit) -> None:
+    # The quick-mode shape: one backend, the default passive checks. Its backend restarts.
+    pb = Playbook(kit.toml(LISTENER + SOLE), logs=True)
+    refused = "upstream 10.0.0.1:8001 connect failed: connection refused"
+    for _ in range(12):  # far more than consecutive_failures
+        c = pb.accept()
+        u = Placeholder(ConnId)
+        (
+            pb
+            >> DataReceived(conn=c, data=GET)
+            << OpenUpstream(conn=u, host=A[0], port=A[1])
+            >> UpstreamFailed(conn=u, reason="connection refused")
+            << Log(level="warning", message=refused, conn=u)
+        )
+        # A 502 for this request, and no "is down" line: the server stays in.
+        kit.answered_with_error(pb, c, 502)
+        pb.advance(0.1)
+    health = _status(pb).servers[0].health
+    assert (health.healthy, health.ejected_until, health.history) == (True, None, ())
+    # The backend is back: the very next request reaches it, not a 503.
+    c = pb.accept()
+    kit.forward(pb, c, GET, FWD, server=A)
+
+
+def test_of_two_servers_one_is_still_ejected_and_the_other_never(kit) -> None:
+    text = LISTENER + PASSIVE.replace("max_ejection = 25", "max_ejected_percent = 100")
+    pb = Playbook(kit.toml(text))
+    for _ in range(2):  # both refuse every request
+        c = pb.accept()
+        pb >> DataReceived(conn=c, data=GET)
+        for server in (A, B):
+            u = Placeholder(ConnId)
+            pb << OpenUpstream(conn=u, host=server[0], port=server[1])
+            pb >> UpstreamFailed(conn=u, reason="connection refused")
+        kit.answered_with_error(pb, c, 502)
+    assert [s.health.healthy for s in _status(pb).servers] == [False, True]
+    # b failed as often, but it is the last one available: it keeps getting the traffic.
+    for _ in range(3):
+        c = pb.accept()
+        u = Placeholder(ConnId)
+        pb >> DataReceived(conn=c, data=GET) << OpenUpstream(conn=u, host=B[0], port=B[1])
+        pb >> UpstreamFailed(conn=u, reason="connection refused")
+        kit.answered_with_error(pb, c, 502)
+    assert _status(pb).servers[1].health.healthy
+    assert _served(pb) == ["b"]
 
 
 def test_ejection_and_return_are_logged_and_kept_in_the_history(kit) -> None:
@@ -222,33 +294,21 @@ def test_configured_statuses_count_as_failures(kit) -> None:
 
 
 def test_every_server_down_is_503_or_a_last_resort_per_pool(kit) -> None:
-    text = LISTENER + PASSIVE.replace("max_ejection = 25", "max_ejected_percent = 100")
-    pb = Playbook(kit.toml(text))
-    for _ in range(2):
+    # Passive checks never take out the last server, so "all down" comes from the probes.
+    text = ACTIVE.replace("rise = 2, fall = 2", "rise = 1, fall = 1")
+    for last_resort in (False, True):
+        setting = 'when_all_down = "use_all"\n' if last_resort else ""
+        pb = _probing(kit, text + setting)
+        p = _next_probe(pb)
+        assert pb >> UpstreamFailed(conn=p, reason="connection refused")
+        assert not _status(pb).servers[0].health.healthy
         c = pb.accept()
-        pb >> DataReceived(conn=c, data=GET)
-        for server in (A, B):
-            u = Placeholder(ConnId)
-            pb << OpenUpstream(conn=u, host=server[0], port=server[1])
-            pb >> UpstreamFailed(conn=u, reason="connection refused")
-        kit.answered_with_error(pb, c, 502)
-    c = pb.accept()
-    pb >> DataReceived(conn=c, data=GET)
-    kit.answered_with_error(pb, c, 503, retry_after=1)
-
-    last_resort = Playbook(
-        kit.toml(text.replace("balance =", 'when_all_down = "use_all"\nbalance ='))
-    )
-    for _ in range(2):
-        c = last_resort.accept()
-        last_resort >> DataReceived(conn=c, data=GET)
-        for server in (A, B):
-            u = Placeholder(ConnId)
-            last_resort << OpenUpstream(conn=u, host=server[0], port=server[1])
-            last_resort >> UpstreamFailed(conn=u, reason="connection refused")
-        kit.answered_with_error(last_resort, c, 502)
-    # Both are ejected, yet the request is tried on them: one may have recovered.
-    assert _served(last_resort)[0] in {"a", "b"}
+        if last_resort:
+            # The server is down, yet the request is tried on it: it may have recovered.
+            kit.forward(pb, c, GET, FWD, server=A)
+        else:
+            pb >> DataReceived(conn=c, data=GET)
+            kit.answered_with_error(pb, c, 503, retry_after=1)
 
 
 def test_at_most_the_configured_share_of_a_pool_is_ejected(kit) -> None:

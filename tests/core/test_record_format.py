@@ -45,6 +45,7 @@ from sansproxy.events import (
     EofReceived,
     Event,
     ShutdownRequested,
+    TlsHandshakeFailed,
     TlsInfo,
     UpstreamConnected,
     UpstreamFailed,
@@ -718,6 +719,7 @@ def test_an_unknown_override_is_an_error() -> None:
     [
         (["127.0.0.1:0"], ["http://127.0.0.1:9000"]),
         (["[::1]:8080", "0.0.0.0:8081"], ["http://[::1]:9000", "https://api.example:8443/"]),
+        ([":8080", "8081"], ["127.0.0.1:9000", "localhost:9001"]),
     ],
 )
 def test_quick_config_toml_parses_to_quick_config(listen: list[str], upstreams: list[str]) -> None:
@@ -741,7 +743,16 @@ EVENTS: list[Event] = [
     Written(conn=ConnId(3), nbytes=1234),
     ShutdownRequested(),
     ShutdownRequested(drain_timeout=2.5),
+    ConnectionAccepted(conn=ConnId(4), listener=1, peer=CLIENT_PEER, local=LOCAL, not_tls=True),
+    TlsHandshakeFailed(listener=1, peer=("::1", 3), reason="wrong version number"),
+    TlsHandshakeFailed(listener=0, peer=CLIENT_PEER),
 ]
+
+
+def test_a_recording_from_before_not_tls_still_decodes() -> None:
+    encoded = encode_event(EVENTS[0])
+    del encoded["not_tls"]
+    assert decode_event(encoded) == EVENTS[0]
 
 
 def test_the_event_samples_cover_every_event_type() -> None:
