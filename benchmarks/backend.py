@@ -149,6 +149,9 @@ class _Http(asyncio.Protocol):
         self._small[b"/" + JSON_NAME.encode()] = (
             _head(b"200 OK", len(document), b"application/json") + document
         )
+        self._small[(CACHED_PREFIX + JSON_NAME).encode()] = (
+            _head(b"200 OK", len(document), b"application/json", extra=cache_control) + document
+        )
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
         self._discard = 0  # upload bytes still to read and drop

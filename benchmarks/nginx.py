@@ -77,6 +77,11 @@ def backend_conf(prefix: Path, port: int, root: Path, nofile: int) -> str:
             alias {root}/;
             add_header Cache-Control "{CACHE_CONTROL}";
         }}
+        location = {CACHED_PREFIX}json100k {{
+            alias {root}/json100k;
+            default_type application/json;
+            add_header Cache-Control "{CACHE_CONTROL}";
+        }}
         location = {STATS_PATH} {{
             stub_status;
         }}

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks import h2load
-from benchmarks.backend import CACHED_PREFIX
+from benchmarks.backend import CACHED_PREFIX, JSON_NAME
 from benchmarks.certs import Certificate, make_certificate
 from benchmarks.idle_h2 import hold_idle_h2
 from benchmarks.load import Sample, curl_download, curl_upload, hold_idle, wrk
@@ -113,6 +113,18 @@ def scenarios(
                 accept_encoding=coding,
             )
             for coding in ("gzip", "br", "zstd")
+        ),
+        *(
+            Scenario(
+                f"json-{coding}-hit-c50" if coding else "json-hit-c50",
+                f"100 KiB JSON, {coding or 'identity'}, cache hit, 50 connections",
+                "rate",
+                f"{CACHED_PREFIX}{JSON_NAME}",
+                50,
+                accept_encoding=coding,
+                cache=True,
+            )
+            for coding in ("", "gzip", "zstd")
         ),
         *(
             scenario

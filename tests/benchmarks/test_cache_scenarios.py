@@ -58,7 +58,13 @@ def test_each_size_has_a_cache_hit_and_an_uncached_twin_on_the_same_path() -> No
         assert hit.counts_backend
         assert miss.counts_backend
     assert not listed["100b-c50"].counts_backend
-    assert [s.name for s in listed.values() if s.cache] == ["cache-hit-100b", "cache-hit-16k"]
+    assert [s.name for s in listed.values() if s.cache] == [
+        "json-hit-c50",
+        "json-gzip-hit-c50",
+        "json-zstd-hit-c50",
+        "cache-hit-100b",
+        "cache-hit-16k",
+    ]
     names = list(listed)
     assert names.index("cache-miss-100b") + 1 == names.index("cache-hit-100b")  # side by side
 
@@ -263,3 +269,25 @@ def test_the_fill_and_the_count_through_sansproxy(
     else:
         assert problem == "a second GET /cached/16k reached the backend: nothing was cached"
         assert sample.extra == {"requests": 5.0, "backend_requests": 5.0}
+
+
+def test_compressed_hits_pair_with_the_compressed_misses() -> None:
+    listed = _listed()
+    for coding in ("gzip", "zstd"):
+        hit = listed[f"json-{coding}-hit-c50"]
+        miss = listed[f"json-{coding}-c50"]
+        assert (hit.accept_encoding, miss.accept_encoding) == (coding, coding)
+        assert hit.cache
+        assert hit.path == f"{CACHED_PREFIX}json100k"
+        assert hit.counts_backend
+    assert listed["json-hit-c50"].accept_encoding == ""
+
+
+def test_the_cached_json_document_is_json_on_both_backends(builtin: tuple[Backends, Path]) -> None:
+    conf = nginx.backend_conf(Path("/tmp/p"), 9000, Path("/tmp/static"), 1024)
+    assert "location = /cached/json100k {\n            alias /tmp/static/json100k;" in conf
+    backends, _ = builtin
+    response = _get(backends.static_port, CACHED_PREFIX + "json100k")
+    assert response.status == 200
+    assert response.getheader("content-type") == "application/json"
+    assert response.getheader("cache-control") == CACHE_CONTROL
