@@ -21,9 +21,11 @@ __all__ = [
     "HEURISTIC_STATUSES",
     "Lifetime",
     "age_value",
+    "aged",
     "current_age",
     "freshness_lifetime",
     "header_value",
+    "initial_age",
 ]
 
 HEURISTIC_STATUSES = frozenset((200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501))
@@ -110,10 +112,20 @@ def age_value(headers: Headers) -> int:
 
 def current_age(headers: Headers, *, request_time: float, response_time: float, now: float) -> int:
     """The response's current age in whole seconds (§4.2.3)."""
+    initial = initial_age(headers, request_time=request_time, response_time=response_time)
+    return aged(initial, response_time=response_time, now=now)
+
+
+def initial_age(headers: Headers, *, request_time: float, response_time: float) -> float:
+    """The age a response had when it arrived (§4.2.3 ``corrected_initial_age``)."""
     date = _date(headers, response_time)
     apparent_age = max(0.0, response_time - date)
     response_delay = max(0.0, response_time - request_time)
     corrected_age_value = age_value(headers) + response_delay
-    corrected_initial_age = max(apparent_age, corrected_age_value)
+    return max(apparent_age, corrected_age_value)
+
+
+def aged(initial: float, *, response_time: float, now: float) -> int:
+    """The current age in whole seconds of a response that arrived ``initial`` seconds old."""
     resident_time = max(0.0, now - response_time)
-    return min(int(corrected_initial_age + resident_time), MAX_DELTA)
+    return min(int(initial + resident_time), MAX_DELTA)

@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Literal
 
 from sansproxy.cache.dates import parse_http_date
 from sansproxy.cache.directives import INVALID, cache_control, pragma_no_cache
-from sansproxy.cache.freshness import current_age, freshness_lifetime, header_value
+from sansproxy.cache.freshness import (
+    aged,
+    current_age,
+    freshness_lifetime,
+    header_value,
+    initial_age,
+)
 from sansproxy.cache.keys import matches
 from sansproxy.cache.targeted import response_directives
 
@@ -75,6 +81,39 @@ def lifetime_of(response: StoredResponse, directives: CacheControl, policy: Poli
     ).seconds
 
 
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What a stored response's fields say, read once: its fields do not change once stored."""
+
+    policy: Policy
+    directives: CacheControl
+    lifetime: int
+    initial_age: float
+    """Its age when it arrived (§4.2.3 ``corrected_initial_age``)."""
+    date: int
+
+
+def _facts(response: StoredResponse, policy: Policy) -> _Facts:
+    facts = response.facts
+    if isinstance(facts, _Facts) and facts.policy is policy:
+        return facts
+    directives = response_directives(response.headers, policy.targeted)
+    date = parse_http_date(header_value(response.headers, b"date") or b"") or 0
+    made = _Facts(
+        policy=policy,
+        directives=directives,
+        lifetime=lifetime_of(response, directives, policy),
+        initial_age=initial_age(
+            response.headers,
+            request_time=response.request_time,
+            response_time=response.response_time,
+        ),
+        date=date,
+    )
+    response.facts = made
+    return made
+
+
 def age_of(response: StoredResponse, now: float) -> int:
     """A stored response's current age at wall-clock time ``now`` (RFC 9111 §4.2.3)."""
     return current_age(
@@ -83,6 +122,11 @@ def age_of(response: StoredResponse, now: float) -> int:
         response_time=response.response_time,
         now=now,
     )
+
+
+def _age_at(facts: _Facts, response: StoredResponse, now: float) -> int:
+    """:func:`age_of`, from the age it arrived with plus the time it has been stored."""
+    return aged(facts.initial_age, response_time=response.response_time, now=now)
 
 
 def decide(
@@ -97,12 +141,13 @@ def decide(
     only_if_cached = "only-if-cached" in request
     if not variants:
         return _forward("uri-miss", only_if_cached)
-    chosen = _select(variants, request_headers)
+    chosen = _select(variants, request_headers, policy)
     if chosen is None:
         return _forward("vary-miss", only_if_cached)
-    directives = response_directives(chosen.headers, policy.targeted)
-    lifetime = lifetime_of(chosen, directives, policy)
-    age = age_of(chosen, now)
+    facts = _facts(chosen, policy)
+    directives = facts.directives
+    lifetime = facts.lifetime
+    age = _age_at(facts, chosen, now)
     ttl = lifetime - age
     decision = Decision(action="hit", response=chosen, age=age, ttl=ttl)
 
@@ -159,14 +204,19 @@ def _forward(fwd: str, only_if_cached: bool) -> Decision:
     return Decision(action="miss", fwd=fwd)
 
 
-def _select(variants: Sequence[StoredResponse], request_headers: Headers) -> StoredResponse | None:
+def _select(
+    variants: Sequence[StoredResponse], request_headers: Headers, policy: Policy
+) -> StoredResponse | None:
     """The stored response a request selects: of those matching, the most recent (§4.1)."""
+    if len(variants) == 1:
+        only = variants[0]
+        return only if matches(only.variant, request_headers) else None
     best: StoredResponse | None = None
     best_date = -1
     for candidate in variants:
         if not matches(candidate.variant, request_headers):
             continue
-        date = parse_http_date(header_value(candidate.headers, b"date") or b"") or 0
+        date = _facts(candidate, policy).date
         if best is None or date > best_date:
             best, best_date = candidate, date
     return best
@@ -176,12 +226,11 @@ def stale_if_error(
     response: StoredResponse, request_headers: Headers, now: float, policy: Policy
 ) -> bool:
     """Whether ``response`` may stand in for a failed or 5xx answer (RFC 5861 §4)."""
-    directives = response_directives(response.headers, policy.targeted)
+    facts = _facts(response, policy)
+    directives = facts.directives
     if _must_revalidate(directives):
         return False
-    lifetime = lifetime_of(response, directives, policy)
-    age = age_of(response, now)
-    staleness = age - lifetime
+    staleness = _age_at(facts, response, now) - facts.lifetime
     for source in (cache_control(request_headers), directives):
         window = source.seconds("stale-if-error")
         if window is not None and window != INVALID and staleness <= window:

@@ -40,6 +40,8 @@ class StoredResponse:
     """Wall-clock time its head arrived."""
     variant: Variant = ()
     encoded: dict[str, bytes] = field(default_factory=dict)
+    facts: object = field(default=None, repr=False)
+    """What the reuse rules read from its fields, worked out once (``cache.lookup``)."""
     """The body already compressed, by coding, as the first hit that asked for it made it."""
     size: int = field(default=0)
 

@@ -240,9 +240,7 @@ class CacheJob(ResponseStage):
         self.refresh_after = decision.refresh
         self.status.ttl = decision.ttl  # negative when served stale
         self.status.hit = True
-        if client_not_modified(
-            exchange.request_headers, stored.headers, stored_date=_date_of(stored)
-        ):
+        if _not_modified(exchange.request_headers, stored):
             return Answer(
                 status=304,
                 headers=[*not_modified_headers(stored.headers), (b"age", b"%d" % decision.age)],
@@ -437,7 +435,7 @@ class CacheJob(ResponseStage):
             self.status.detail = detail
         age = age_of(stored, exchange.ctx.wall)
         client = self.client_headers or exchange.request_headers
-        if client_not_modified(client, stored.headers, stored_date=_date_of(stored)):
+        if _not_modified(client, stored):
             head.status, head.reason = 304, b"Not Modified"
             head.headers = [*not_modified_headers(stored.headers), (b"age", b"%d" % age)]
             self.replacement = b""
@@ -590,6 +588,13 @@ def _served(stored: StoredResponse, age: int) -> Headers:
     headers = [(n, v) for n, v in stored.headers if n != b"age"]
     headers.append((b"age", b"%d" % max(0, age)))
     return _with_length(headers, stored)
+
+
+def _not_modified(request: Headers, stored: StoredResponse) -> bool:
+    """Whether the client's own conditional request is answered 304 by ``stored``."""
+    if not any(name in (b"if-none-match", b"if-modified-since") for name, _ in request):
+        return False
+    return client_not_modified(request, stored.headers, stored_date=_date_of(stored))
 
 
 def _date_of(stored: StoredResponse) -> int:
