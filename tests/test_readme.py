@@ -22,14 +22,14 @@ def test_embedding_example_runs_as_documented() -> None:
     assert send.data.startswith(b"GET / HTTP/1.1\r\nhost: a\r\nvia: 1.1 sansproxy\r\n")
 
 
-def test_quick_start_is_a_virtual_environment_and_two_commands() -> None:
+def test_quick_start_is_two_commands_in_a_virtual_environment() -> None:
     text = README.read_text(encoding="utf-8")
     section = text.split("## Quick start", 1)[1].split("##", 1)[0]
     assert "Python 3.11 or newer" in section
     [block] = re.findall(r"```console\n(.*?)```", section, re.S)
     assert block.strip().splitlines() == [
-        "python3 -m venv .venv && . .venv/bin/activate",
-        "pip install '.[server,test,uvloop]' && sansproxy demo",
+        "python3 -m venv .venv && . .venv/bin/activate"
+        " && pip install '.[server,test,uvloop]' && sansproxy demo",
         "python -m pytest",
     ]
 
