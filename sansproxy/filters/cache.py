@@ -221,16 +221,16 @@ class CacheJob(ResponseStage):
             ] + validators(stored.headers)
             cache.count.revalidations += 1
             return None
-        cache.count.misses += 1
         if settings.coalesce and self.may_wait and method == b"GET" and not exchange.has_body:
             waiters = cache.inflight.get(key)
             if waiters is not None:
                 waiters.append(exchange)
                 self.waiting_on = key
-                cache.count.coalesced += 1
+                cache.count.coalesced += 1  # a hit or a miss once the wait is over
                 return WAIT
             cache.inflight[key] = []
             self.leading = True
+        cache.count.misses += 1
         return None
 
     def _answer_from_store(self, exchange: Exchange, decision: Decision) -> Answer:
@@ -312,6 +312,7 @@ class CacheJob(ResponseStage):
         self.may_wait = False
         self.status.collapsed = True
         self.status.detail = "coalescing timed out"
+        self.cache.count.misses += 1
 
     # -- the response ------------------------------------------------------------------
 
