@@ -46,6 +46,7 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
+import h2.frame_buffer
 import h2.settings
 import hpack
 from hyperframe.exceptions import InvalidDataError
@@ -210,6 +211,23 @@ class ServerCodec:
             elif not self._receive(piece):
                 return
         self._flush()
+
+    def stop_reading(self) -> None:
+        """The connection only lingers now: let go of everything held for its input.
+
+        An unfinished header block (up to 64 CONTINUATION frames in h2's buffer),
+        unparsed bytes, events not taken and responses still waiting on a window:
+        a closing connection keeps none of it while it waits for the client to go.
+        """
+        self._errored = True
+        self._conn.incoming_buffer = h2.frame_buffer.FrameBuffer(server=True)
+        self._events.clear()
+        self._pending.clear()
+        self._pending_bytes.clear()
+        self._end_pending.clear()
+        self._trailers.clear()
+        self._unread.clear()
+        self._out = bytearray()
 
     def _receive(self, data: bytes) -> bool:
         """Feed h2 one piece; False after a connection error."""

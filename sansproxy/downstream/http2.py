@@ -512,6 +512,7 @@ class Http2Downstream(ClientConnection):
             return
         self.flush()
         self._cancel_streams()
+        self.codec.stop_reading()
         self.lingering = True
         ctx = self.ctx
         self.holds = 0

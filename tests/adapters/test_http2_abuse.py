@@ -51,7 +51,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 Start = Callable[..., RunningProxy]
 MIB = 1024 * 1024
 RSS_GROWTH_LIMIT_KIB = 48 * 1024
-"""How much the proxy's resident memory may grow over one abuse (generous: it is ~40 MiB)."""
+"""How much the proxy's resident memory may grow over one abuse (generous: it is ~10 MiB)."""
 
 ABUSE_TIMEOUTS = {"client_header": 1, "client_keepalive": 2, "upstream_body": 1, "drain": 2}
 """``drain`` also bounds how long a closed connection may take to flush before a reset."""
