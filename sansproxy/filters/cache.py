@@ -16,35 +16,43 @@ On a route with the cache enabled, :class:`CacheStore` gives each exchange a
   Content-Location URIs of the same origin (RFC 9111 §4.4);
 * ``purge_method`` from ``purge_from`` removes every response of a URI.
 
-As the first response stage, the job sees the backend's response as it was
+The answers built from the store are in :mod:`.cache_answers`. As the first response
+stage, the job sees the backend's response as it was
 sent: it stores a copy of what it may keep while the response streams on to the
 client, and it writes ``Cache-Status`` into the client's copy.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from typing import TYPE_CHECKING, Final
 
-from sansproxy.cache.dates import format_http_date, parse_http_date
+from sansproxy.cache.dates import format_http_date
 from sansproxy.cache.directives import cache_control
 from sansproxy.cache.freshness import header_value
 from sansproxy.cache.keys import primary_key, variant, vary_names
 from sansproxy.cache.lookup import age_of, decide, stale_if_error
-from sansproxy.cache.ranges import UNSATISFIABLE, requested_range
+from sansproxy.cache.ranges import requested_range
 from sansproxy.cache.status import CacheStatus
 from sansproxy.cache.storable import refusal
 from sansproxy.cache.store import StoredResponse, entry_size
 from sansproxy.cache.targeted import response_directives
 from sansproxy.cache.validation import (
     CONDITIONALS,
-    client_not_modified,
-    not_modified_headers,
     storable_headers,
     updated_headers,
     validators,
 )
 from sansproxy.filters import Answer, OutgoingHead, ResponseStage
+from sansproxy.filters.cache_answers import (
+    conditional_holds,
+    not_modified,
+    not_modified_fields,
+    partial,
+    purge_allowed,
+    purged,
+    served,
+    served_fields,
+)
 from sansproxy.filters.cache_refresh import start_refresh
 
 if TYPE_CHECKING:
@@ -240,64 +248,26 @@ class CacheJob(ResponseStage):
         self.refresh_after = decision.refresh
         self.status.ttl = decision.ttl  # negative when served stale
         self.status.hit = True
-        if _not_modified(exchange.request_headers, stored):
-            return Answer(
-                status=304,
-                headers=[*not_modified_headers(stored.headers), (b"age", b"%d" % decision.age)],
-                stored=True,
-                reason=b"Not Modified",
-            )
+        if conditional_holds(exchange.request_headers, stored):
+            return not_modified(stored, decision.age)
+        answer = None
         if any(name == b"range" for name, _ in exchange.request_headers):
             span = requested_range(exchange.request_headers, stored.headers, len(stored.body))
             if span is not None:
-                return self._partial(exchange, stored, decision.age, span)
-        self.cache.count.hit_bytes += 0 if exchange.head_request else len(stored.body)
-        self.served = stored
-        return Answer(
-            status=stored.status,
-            headers=_served(stored, decision.age),
-            body=stored.body,
-            stored=True,
-            reason=stored.reason,
-        )
-
-    def _partial(
-        self, exchange: Exchange, stored: StoredResponse, age: int, span: tuple[int, int]
-    ) -> Answer:
-        """A 206 with one range of the stored body, or a 416 for a range outside it."""
-        length = len(stored.body)
-        headers = [(n, v) for n, v in stored.headers if n not in (b"age", b"content-length")]
-        headers.append((b"age", b"%d" % max(0, age)))
-        if span == UNSATISFIABLE:
-            headers.append((b"content-range", b"bytes */%d" % length))
-            headers.append((b"content-length", b"0"))
-            return Answer(status=416, headers=headers, stored=True, reason=b"Range Not Satisfiable")
-        first, last = span
-        body = stored.body[first : last + 1]
-        headers.append((b"content-range", b"bytes %d-%d/%d" % (first, last, length)))
-        headers.append((b"content-length", b"%d" % len(body)))
-        self.cache.count.hit_bytes += 0 if exchange.head_request else len(body)
-        return Answer(
-            status=206, headers=headers, body=body, stored=True, reason=b"Partial Content"
-        )
+                answer = partial(stored, decision.age, span)
+        if answer is None:
+            answer = served(stored, decision.age)
+            self.served = stored
+        self.cache.count.hit_bytes += 0 if exchange.head_request else len(answer.body)
+        return answer
 
     def _purge(self, exchange: Exchange) -> Answer:
         """Remove every stored response of the URI, for a client of ``purge_from``."""
         cache = self.cache
-        try:
-            address = ipaddress.ip_address(exchange.stream.peer[0])
-        except ValueError:
-            address = None
-        allowed = address is not None and any(
-            address in ipaddress.ip_network(net) for net in cache.settings.purge_from
-        )
-        if not allowed:
-            return Answer(status=403, body=b"403 Forbidden\n", headers=_TEXT[:])
-        removed = cache.store.remove(self.key)
+        if not purge_allowed(exchange.stream.peer[0], cache.settings.purge_from):
+            return purged(None)
         cache.count.purges += 1
-        if not removed:
-            return Answer(status=404, body=b"404 Not Found\n", headers=_TEXT[:])
-        return Answer(status=200, body=b"purged %d\n" % removed, headers=_TEXT[:])
+        return purged(cache.store.remove(self.key))
 
     def resumed(self, exchange: Exchange) -> Answer | None:
         """The miss this exchange waited for is over: look again (a hit now, or forward)."""
@@ -436,13 +406,13 @@ class CacheJob(ResponseStage):
             self.status.detail = detail
         age = age_of(stored, exchange.ctx.wall)
         client = self.client_headers or exchange.request_headers
-        if _not_modified(client, stored):
+        if conditional_holds(client, stored):
             head.status, head.reason = 304, b"Not Modified"
-            head.headers = [*not_modified_headers(stored.headers), (b"age", b"%d" % age)]
+            head.headers = not_modified_fields(stored, age)
             self.replacement = b""
             return
         head.status, head.reason = stored.status, stored.reason
-        head.headers = _served(stored, age)
+        head.headers = served_fields(stored, age)
         self.served = stored
         self.replacement = b"" if exchange.head_request else stored.body
 
@@ -563,44 +533,8 @@ class CacheJob(ResponseStage):
             self.status.fwd = "stale"
             self.status.detail = "stale-if-error"
             self.served = stored
-            return status, Answer(
-                status=stored.status,
-                headers=_served(stored, age_of(stored, exchange.ctx.wall)),
-                body=stored.body,
-                stored=True,
-                reason=stored.reason,
-            )
+            return status, served(stored, age_of(stored, exchange.ctx.wall))
         return 504, None
-
-
-_TEXT: Headers = [(b"content-type", b"text/plain; charset=utf-8")]
-
-
-def _with_length(headers: Headers, stored: StoredResponse) -> Headers:
-    """``headers`` framed for the stored body: one Content-Length (none for 204)."""
-    framed = [(n, v) for n, v in headers if n != b"content-length"]
-    if stored.status != 204 and stored.status >= 200:
-        framed.append((b"content-length", b"%d" % len(stored.body)))
-    return framed
-
-
-def _served(stored: StoredResponse, age: int) -> Headers:
-    """The stored fields as served: its body's length and the current Age in place of the old."""
-    headers = [(n, v) for n, v in stored.headers if n != b"age"]
-    headers.append((b"age", b"%d" % max(0, age)))
-    return _with_length(headers, stored)
-
-
-def _not_modified(request: Headers, stored: StoredResponse) -> bool:
-    """Whether the client's own conditional request is answered 304 by ``stored``."""
-    if not any(name in (b"if-none-match", b"if-modified-since") for name, _ in request):
-        return False
-    return client_not_modified(request, stored.headers, stored_date=_date_of(stored))
-
-
-def _date_of(stored: StoredResponse) -> int:
-    date = parse_http_date(header_value(stored.headers, b"date") or b"")
-    return int(stored.response_time) if date is None else date
 
 
 def _age_of(headers: Headers) -> Headers:
